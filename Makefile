@@ -1,0 +1,36 @@
+# clustersync developer commands.  Everything runs from a local virtualenv.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv run cluster test bench chaos clean
+
+help:
+	@echo "make run      set up and run one node (foreground, default config)"
+	@echo "make cluster  run three linked nodes locally (ctrl-C stops all)"
+	@echo "make test     run the test suite"
+	@echo "make bench    run the benchmarks, write docs/benchmarks.md"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]' --config-settings editable_mode=compat
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/twistd --nodaemon --pidfile= clustersync $(ARGS)
+
+cluster: $(STAMP)
+	$(BIN)/python -m clustersync.devcluster $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/trial --jobs=2 tests
+
+bench: $(STAMP)
+	$(BIN)/python -m clustersync.bench
+
+clean:
+	rm -rf $(VENV) _trial_temp* build *.egg-info

@@ -1,0 +1,389 @@
+"""
+Wire codec for the peer protocol (C{../shared/spec/peer-protocol.md}).
+
+Pure code: no Twisted, no I/O.  One typed class per message type; L{decode}
+turns one line (without its C{\\n}) into one of them, L{encode} turns one of
+them into one line (with its C{\\n}).
+
+Decoding validates types and required fields and raises exactly one exception
+type, L{ProtocolError}, which names the message type and the offending field.
+Unknown envelope and payload fields (C{target}, C{route}, C{instanceId}, ...)
+are ignored when reading and never written.
+
+The C{message} of a forwarded payload is kept as L{msgspec.Raw}: the exact
+bytes it arrived as.  Forwarding and local delivery use those bytes; they are
+never decoded or re-encoded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Union
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+__all__ = [
+    "ProtocolError",
+    "SessionInfo",
+    "Hello",
+    "SyncState",
+    "ClientConnected",
+    "ClientDisconnected",
+    "ChannelMembership",
+    "DirectMessage",
+    "ChannelMessage",
+    "SessionMessage",
+    "Broadcast",
+    "MESSAGE_TYPES",
+    "decode",
+    "encode",
+    "encodeRaw",
+    "rawMessage",
+]
+
+#: A 64-bit signed integer, as the spec's ids are.
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class ProtocolError(ValueError):
+    """
+    A line could not be decoded into a valid peer message.
+
+    @ivar messageType: the envelope C{type} when it could be read, else
+        C{None}.
+    @ivar field: a JSON path to the offending field (C{"$.payload.clienteId"})
+        or C{None} when the problem is the line as a whole.
+    @ivar reason: a short machine-friendly reason: one of C{"utf8"},
+        C{"json"}, C{"envelope"} (not a JSON object), C{"type"} (missing or
+        unknown C{type}), C{"field"} (missing or mistyped field).
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: str,
+        messageType: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.messageType = messageType
+        self.field = field
+        where = f"{messageType or '?'}"
+        if field:
+            where += f" field {field}"
+        super().__init__(f"{where}: {detail}")
+
+
+class SessionInfo(Struct, gc=False, omit_defaults=False):
+    """
+    One client session as carried by SYNC_STATE and CLIENT_CONNECTED.
+
+    Also the compact record that L{clustersync.state} keeps per session.
+    C{canales} is a set (the wire's array is "used as a set").  C{serverId}
+    on the wire is informational: the receiver attributes sessions to the
+    link's server, so it may be absent when reading.
+    """
+
+    sessionId: str
+    clienteId: Int64
+    usuario: str
+    serverId: str | None = None
+    ip: str | None = None
+    canales: set[Int64] = msgspec.field(default_factory=set)
+
+
+class _WireSession(Struct, gc=False):
+    """
+    A session as written on the wire: exactly the spec's fields, in its order.
+    """
+
+    serverId: str | None
+    sessionId: str
+    clienteId: int
+    usuario: str
+    ip: str | None
+    canales: list[int]
+
+
+def _wireSession(s: SessionInfo, serverId: str) -> _WireSession:
+    return _WireSession(
+        serverId, s.sessionId, s.clienteId, s.usuario, s.ip, sorted(s.canales)
+    )
+
+
+# Payloads ------------------------------------------------------------------
+
+
+class HelloPayload(Struct, gc=False):
+    """Payload of HELLO."""
+
+    serverId: str
+
+
+class SyncStatePayload(Struct):
+    """Payload of SYNC_STATE."""
+
+    sessions: list[SessionInfo]
+
+
+class ClientDisconnectedPayload(Struct, gc=False, omit_defaults=False):
+    """
+    Payload of CLIENT_DISCONNECTED; a null (or absent) C{sessionId} means
+    every session of C{clienteId} on the sending server.
+    """
+
+    clienteId: Int64
+    sessionId: str | None = None
+
+
+class ChannelMembershipPayload(Struct, gc=False):
+    """Payload of CHANNEL_MEMBERSHIP; C{action} is JOIN or anything else (leave)."""
+
+    sessionId: str
+    clienteId: Int64
+    canalId: Int64
+    action: str
+
+
+class DirectMessagePayload(Struct, gc=False):
+    """Payload of DIRECT_MESSAGE."""
+
+    userId: Int64
+    message: Raw
+
+
+class ChannelMessagePayload(Struct, gc=False):
+    """Payload of CHANNEL_MESSAGE."""
+
+    canalId: Int64
+    message: Raw
+
+
+class SessionMessagePayload(Struct, gc=False):
+    """Payload of SESSION_MESSAGE."""
+
+    sessionId: str
+    message: Raw
+
+
+class BroadcastPayload(Struct, gc=False):
+    """Payload of BROADCAST."""
+
+    message: Raw
+
+
+# Envelopes: one class per wire type ----------------------------------------
+
+
+class Hello(Struct, tag_field="type", tag="HELLO", gc=False):
+    """HELLO: opens a link and names the sender's C{serverId}."""
+
+    origin: str
+    payload: HelloPayload
+
+    @classmethod
+    def make(cls, serverId: str) -> "Hello":
+        """Build the HELLO a node with id C{serverId} sends."""
+        return cls(serverId, HelloPayload(serverId))
+
+
+class SyncState(Struct, tag_field="type", tag="SYNC_STATE"):
+    """SYNC_STATE: every local session of the sender; replaces what was known."""
+
+    origin: str
+    payload: SyncStatePayload
+
+
+class ClientConnected(Struct, tag_field="type", tag="CLIENT_CONNECTED", gc=False):
+    """CLIENT_CONNECTED: a client authenticated on the sender."""
+
+    origin: str
+    payload: SessionInfo
+
+
+class ClientDisconnected(
+    Struct, tag_field="type", tag="CLIENT_DISCONNECTED", gc=False
+):
+    """CLIENT_DISCONNECTED: a session (or all of a client's) ended."""
+
+    origin: str
+    payload: ClientDisconnectedPayload
+
+
+class ChannelMembership(
+    Struct, tag_field="type", tag="CHANNEL_MEMBERSHIP", gc=False
+):
+    """CHANNEL_MEMBERSHIP: a session joined or left a channel."""
+
+    origin: str
+    payload: ChannelMembershipPayload
+
+    @property
+    def joined(self) -> bool:
+        """C{True} for JOIN (compared case-insensitively), else a leave."""
+        return self.payload.action.upper() == "JOIN"
+
+
+class DirectMessage(Struct, tag_field="type", tag="DIRECT_MESSAGE", gc=False):
+    """DIRECT_MESSAGE: deliver C{message} to every local session of C{userId}."""
+
+    origin: str
+    payload: DirectMessagePayload
+
+
+class ChannelMessage(Struct, tag_field="type", tag="CHANNEL_MESSAGE", gc=False):
+    """CHANNEL_MESSAGE: deliver C{message} to local members of C{canalId}."""
+
+    origin: str
+    payload: ChannelMessagePayload
+
+
+class SessionMessage(Struct, tag_field="type", tag="SESSION_MESSAGE", gc=False):
+    """SESSION_MESSAGE: deliver C{message} to one session."""
+
+    origin: str
+    payload: SessionMessagePayload
+
+
+class Broadcast(Struct, tag_field="type", tag="BROADCAST", gc=False):
+    """BROADCAST: deliver C{message} to every local session."""
+
+    origin: str
+    payload: BroadcastPayload
+
+
+Message = Union[
+    Hello,
+    SyncState,
+    ClientConnected,
+    ClientDisconnected,
+    ChannelMembership,
+    DirectMessage,
+    ChannelMessage,
+    SessionMessage,
+    Broadcast,
+]
+
+#: wire type name -> message class, for every message of the spec.
+MESSAGE_TYPES: Final[dict[str, type]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[attr-defined]
+    for cls in Message.__args__  # type: ignore[attr-defined]
+}
+
+class _WireSyncPayload(Struct):
+    sessions: list[_WireSession]
+
+
+# An outgoing SYNC_STATE, its sessions written with exactly the spec's fields.
+class _WireSync(Struct, tag_field="type", tag="SYNC_STATE"):
+    origin: str
+    payload: _WireSyncPayload
+
+
+class _WireConnected(Struct, tag_field="type", tag="CLIENT_CONNECTED"):
+    origin: str
+    payload: _WireSession
+
+
+class _TypeOnly(Struct):
+    type: str
+
+
+_decoder = msgspec.json.Decoder(Message)
+_typeDecoder = msgspec.json.Decoder(_TypeOnly)
+_encoder = msgspec.json.Encoder()
+
+
+def _typeOf(line: bytes) -> str | None:
+    """
+    Best-effort read of the envelope C{type}, only used to name it in errors.
+    """
+    try:
+        return _typeDecoder.decode(line).type
+    except Exception:
+        return None
+
+
+def decode(line: bytes) -> Message:
+    """
+    Decode one line (without its delimiter) into a typed message.
+
+    @raise ProtocolError: the line is not UTF-8, not JSON, not an object, has
+        an unknown C{type}, or misses or mistypes a field.
+    """
+    try:
+        return _decoder.decode(line)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        field = None
+        if " - at `" in text:
+            text, _, path = text.partition(" - at `")
+            field = path.rstrip("`")
+        if "missing required field `" in text:
+            field = (field or "$") + "." + text.split("`")[1]
+        messageType = _typeOf(line)
+        if field is None:
+            reason = "envelope"
+        elif field == "$.type":
+            reason = "type"
+        else:
+            reason = "field"
+        if reason == "type" and messageType is not None:
+            text = f"unknown message type {messageType!r}"
+        return _raise(ProtocolError(reason, text, messageType, field))
+    except msgspec.DecodeError as e:
+        raise ProtocolError("json", f"invalid JSON: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ProtocolError("utf8", f"invalid UTF-8: {e.reason} at byte {e.start}") from None
+
+
+def _raise(error: ProtocolError) -> Message:
+    raise error
+
+
+def encode(message: Message) -> bytes:
+    """
+    Encode one message as one line, C{\\n} included, with exactly the spec's
+    fields.
+    """
+    if isinstance(message, SyncState):
+        return encodeSync(message.origin, message.payload.sessions)
+    if isinstance(message, ClientConnected):
+        return encodeConnected(message.origin, message.payload)
+    return _encoder.encode(message) + b"\n"
+
+
+def encodeSync(origin: str, sessions: "list[SessionInfo]") -> bytes:
+    """
+    Encode a SYNC_STATE of C{origin}'s C{sessions}; each session's
+    C{serverId} is written as C{origin}.
+    """
+    wire = _WireSync(
+        origin, _WireSyncPayload([_wireSession(s, origin) for s in sessions])
+    )
+    return _encoder.encode(wire) + b"\n"
+
+
+def encodeConnected(origin: str, session: SessionInfo) -> bytes:
+    """Encode the CLIENT_CONNECTED of C{origin}'s C{session}."""
+    return _encoder.encode(_WireConnected(origin, _wireSession(session, origin))) + b"\n"
+
+
+def rawMessage(value: object) -> Raw:
+    """
+    Encode an application value once, as the C{message} of a forwarded payload.
+
+    @raise TypeError: C{value} is not JSON-serialisable.
+    """
+    if isinstance(value, Raw):
+        return value
+    try:
+        return Raw(_encoder.encode(value))
+    except (TypeError, msgspec.EncodeError) as e:
+        raise TypeError(f"message is not JSON-serialisable: {e}") from None
+
+
+def encodeRaw(value: object) -> bytes:
+    """Encode any JSON value (used for local delivery and client lines)."""
+    return _encoder.encode(value)

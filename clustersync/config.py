@@ -1,0 +1,187 @@
+"""
+Node configuration: defaults, an optional TOML file, command-line overrides,
+and validation that names the bad key.
+
+The embedded defaults run a single node on loopback with no editing::
+
+    server_id = "srv-<hostname>"
+    listen    = "tcp:7001:interface=127.0.0.1"
+    clients   = "tcp:7002:interface=127.0.0.1"
+    peers     = []
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+
+import attrs
+
+__all__ = ["NodeConfig", "ConfigError", "loadConfig", "DEFAULT_LISTEN", "DEFAULT_CLIENTS"]
+
+DEFAULT_LISTEN = "tcp:7001:interface=127.0.0.1"
+DEFAULT_CLIENTS = "tcp:7002:interface=127.0.0.1"
+
+
+class ConfigError(ValueError):
+    """
+    A configuration value is invalid.
+
+    @ivar key: the configuration key (TOML name) at fault.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+def _defaultServerId() -> str:
+    return "srv-" + (socket.gethostname().split(".")[0] or "node")
+
+
+@attrs.define
+class NodeConfig:
+    """
+    Every setting of a node.  Attribute names are the camelCase form of the
+    TOML keys (C{server_id} -> C{serverId}).
+    """
+
+    serverId: str = attrs.field(factory=_defaultServerId)
+    listen: str | None = DEFAULT_LISTEN
+    peers: list[str] = attrs.field(factory=list)
+    pluginDirs: list[str] = attrs.field(factory=list)
+    clients: str | None = DEFAULT_CLIENTS
+    usersFile: str | None = None
+    handshakeTimeout: float = 10.0
+    eagerHello: bool = False
+    maxSyncLength: int = 256 * 1024 * 1024
+    maxMessageLength: int = 1024 * 1024
+    maxSessionsPerServer: int | None = 1_000_000
+    maxChannelsPerSession: int | None = 10_000
+    reconnectMaxDelay: float = 30.0
+    connectTimeout: float = 10.0
+
+
+#: TOML key -> (attribute, validator).
+def _str(key, v):
+    if not isinstance(v, str) or not v.strip():
+        raise ConfigError(key, f"expected a non-empty string, got {v!r}")
+    return v
+
+
+def _optStr(key, v):
+    if v is None or v == "":
+        return None
+    return _str(key, v)
+
+
+def _strList(key, v):
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ConfigError(key, f"expected a list of strings, got {v!r}")
+    return list(v)
+
+
+def _peers(key, v):
+    out = []
+    for p in _strList(key, v):
+        host, sep, port = p.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(key, f"expected host:port, got {p!r}")
+        out.append(p)
+    return out
+
+
+def _positive(kind):
+    def check(key, v):
+        if isinstance(v, str):
+            try:
+                v = kind(v)
+            except ValueError:
+                raise ConfigError(key, f"expected a number, got {v!r}") from None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(key, f"expected a positive number, got {v!r}")
+        if kind is int and int(v) != v:
+            raise ConfigError(key, f"expected a whole number, got {v!r}")
+        return kind(v)
+
+    return check
+
+
+def _optPositiveInt(key, v):
+    if v is None or v == 0 or v == "0":
+        return None
+    return _positive(int)(key, v)
+
+
+def _bool(key, v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "yes", "1", "false", "no", "0"):
+        return v.lower() in ("true", "yes", "1")
+    raise ConfigError(key, f"expected true or false, got {v!r}")
+
+
+def _serverId(key, v):
+    v = _str(key, v)
+    if any(c.isspace() for c in v) or len(v) > 255:
+        raise ConfigError(key, f"expected an id without spaces, got {v!r}")
+    return v
+
+
+_KEYS = {
+    "server_id": ("serverId", _serverId),
+    "listen": ("listen", _optStr),
+    "peers": ("peers", _peers),
+    "plugin_dirs": ("pluginDirs", _strList),
+    "clients": ("clients", _optStr),
+    "users_file": ("usersFile", _optStr),
+    "handshake_timeout": ("handshakeTimeout", _positive(float)),
+    "eager_hello": ("eagerHello", _bool),
+    "max_sync_length": ("maxSyncLength", _positive(int)),
+    "max_message_length": ("maxMessageLength", _positive(int)),
+    "max_sessions_per_server": ("maxSessionsPerServer", _optPositiveInt),
+    "max_channels_per_session": ("maxChannelsPerSession", _optPositiveInt),
+    "reconnect_max_delay": ("reconnectMaxDelay", _positive(float)),
+    "connect_timeout": ("connectTimeout", _positive(float)),
+}
+
+#: Every TOML key a config file may hold.
+KEYS = tuple(_KEYS)
+
+
+def loadConfig(path: str | None = None, overrides: dict | None = None) -> NodeConfig:
+    """
+    Build a L{NodeConfig}: defaults, then the TOML file at C{path} (if any),
+    then C{overrides} (TOML key -> value, e.g. from the command line; a
+    C{None} value means "not given").
+
+    @raise ConfigError: a file that cannot be read or parsed, an unknown key,
+        or a bad value; the message names the key.
+    """
+    values: dict = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                values.update(tomllib.load(f))
+        except OSError as e:
+            raise ConfigError("config", f"cannot read {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
+        # Accept an optional [node] table.
+        if isinstance(values.get("node"), dict):
+            values = {**values.pop("node"), **values}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    config = NodeConfig()
+    for key, value in values.items():
+        if key not in _KEYS:
+            raise ConfigError(key, f"unknown setting (known: {', '.join(KEYS)})")
+        attr, check = _KEYS[key]
+        setattr(config, attr, check(key, value))
+    config.pluginDirs = [os.path.expanduser(d) for d in config.pluginDirs]
+    return config

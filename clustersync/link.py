@@ -1,0 +1,348 @@
+"""
+Peer links: framing, the handshake state machine, and the outbound factory.
+
+A L{PeerProtocol} frames lines, decodes each once with L{clustersync.codec},
+runs the HELLO handshake and hands every decoded message to the node's
+dispatch table (L{clustersync.node.ClusterNode.dispatch}).  It knows nothing
+about sessions or routing.
+
+Link states::
+
+    CONNECTING --(dialer sends HELLO)--> HELLO_SENT --(HELLO in)--> ESTABLISHED
+    CONNECTING --(HELLO in; acceptor answers HELLO)--------------> ESTABLISHED
+    any --(connection lost)--> CLOSED
+"""
+
+from __future__ import annotations
+
+import enum
+
+from twisted.internet.protocol import Factory, ReconnectingClientFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+from zope.interface import implementer
+
+from clustersync.codec import Hello, ProtocolError, decode, encode
+from clustersync.interfaces import IPeerLink
+
+__all__ = ["LinkState", "PeerProtocol", "PeerServerFactory", "PeerClientFactory"]
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+
+
+class LinkState(enum.Enum):
+    """The states of one peer link."""
+
+    CONNECTING = "connecting"
+    HELLO_SENT = "hello-sent"
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+@implementer(IPeerLink)
+class PeerProtocol(LineOnlyReceiver):
+    """
+    One peer link.
+
+    Framing splits every read on C{\\n} once (a trailing C{\\r} is
+    tolerated) and keeps a partial line as a list of chunks, so a large
+    SYNC_STATE arriving in many reads costs one join, not one copy per read.
+
+    @ivar state: the L{LinkState}.
+    @ivar serverId: the peer's serverId once its HELLO arrived, else C{None}.
+    @ivar direction: L{INBOUND} or L{OUTBOUND}.
+    """
+
+    delimiter = b"\n"
+    _log = Logger()
+
+    def __init__(self, node, direction: str, factory=None) -> None:
+        self.node = node
+        self.direction = direction
+        self.factory = factory
+        self.state = LinkState.CONNECTING
+        self.serverId: str | None = None
+        self.since: float | None = None
+        self.duplicate = False
+        self._pending: list[bytes] = []
+        self._pendingLength = 0
+        self._timeout = None
+        self._closeReason: str | None = None
+        self.peerAddress = ""
+        self.tls = False
+        self.maxLineLength = node.config.maxSyncLength
+        self.maxMessageLength = node.config.maxMessageLength
+
+    # Connection lifecycle ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """
+        Start the handshake: the dialer speaks first; an acceptor waits for
+        the peer's HELLO unless configured to send it eagerly.
+        """
+        transport = self.transport
+        setNoDelay = getattr(transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            try:
+                setNoDelay(True)
+            except Exception:  # not a TCP transport (tests, UNIX sockets)
+                pass
+        peer = transport.getPeer()
+        self.peerAddress = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.tls = _isTLS(transport)
+        self._timeout = self.node.clock.callLater(
+            self.node.config.handshakeTimeout, self._handshakeTimedOut
+        )
+        self.node.linkOpened(self)
+        if self.direction == OUTBOUND or self.node.config.eagerHello:
+            self._sendHello()
+
+    def _sendHello(self) -> None:
+        self.transport.write(encode(Hello.make(self.node.serverId)))
+        self.state = LinkState.HELLO_SENT
+
+    def _handshakeTimedOut(self) -> None:
+        self._timeout = None
+        self.close(
+            f"no HELLO within {self.node.config.handshakeTimeout:g}s", "handshake_timeout"
+        )
+
+    def connectionLost(self, reason) -> None:
+        """Tell the node; the link is now L{LinkState.CLOSED}."""
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+        wasEstablished = self.state is LinkState.ESTABLISHED
+        self.state = LinkState.CLOSED
+        why = self._closeReason or reason.getErrorMessage()
+        self.node.linkLost(self, why, wasEstablished)
+
+    # IPeerLink --------------------------------------------------------------
+
+    def sendLine(self, line: bytes) -> bool:
+        """
+        Write one encoded line (ending in C{\\n}).
+
+        @return: C{False} if the link is closing or closed.
+        """
+        transport = self.transport
+        if self.state is LinkState.CLOSED or transport is None or transport.disconnecting:
+            return False
+        transport.write(line)
+        return True
+
+    def close(self, reason: str, counter: str | None = None) -> None:
+        """Close the link, logging C{reason} and counting it under C{counter}."""
+        if self.state is LinkState.CLOSED or self._closeReason is not None:
+            return
+        self._closeReason = reason
+        if counter:
+            self.node.metrics.linkClosed(counter)
+        self._log.info(
+            "closing {direction} link {peer} ({address}): {reason}",
+            direction=self.direction,
+            peer=self.serverId or "?",
+            address=self.peerAddress,
+            reason=reason,
+        )
+        self.transport.loseConnection()
+
+    loseConnection = close
+
+    # Framing ----------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Split C{data} on C{\\n} and handle each complete line."""
+        if b"\n" not in data:
+            self._pending.append(data)
+            self._pendingLength += len(data)
+            if self._pendingLength > self.maxLineLength:
+                self._lineTooLong(self._pendingLength)
+            return
+        if self._pending:
+            self._pending.append(data)
+            data = b"".join(self._pending)
+            self._pending = []
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        self._pendingLength = len(tail)
+        if tail:
+            self._pending.append(tail)
+            if self._pendingLength > self.maxLineLength:
+                self._lineTooLong(self._pendingLength)
+                return
+        for line in lines:
+            if self._closeReason is not None:
+                return
+            if len(line) > self.maxLineLength:
+                self._lineTooLong(len(line))
+                return
+            self.lineReceived(line)
+
+    def _lineTooLong(self, length: int) -> None:
+        self._pending = []
+        self._pendingLength = 0
+        self.node.metrics.rejected("oversize_line")
+        self.close(f"line of {length} bytes exceeds {self.maxLineLength}", None)
+
+    def lineReceived(self, line: bytes) -> None:
+        """Decode one line and hand it to the node, or reject it."""
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        if not line.strip():
+            return
+        try:
+            message = decode(line)
+        except ProtocolError as e:
+            self.node.reject(self, e.reason, str(e))
+            return
+        if len(line) > self.maxMessageLength and message.__class__.__name__ != "SyncState":
+            self.node.reject(
+                self,
+                "oversize_message",
+                f"{len(line)}-byte {message.__struct_config__.tag} exceeds "
+                f"{self.maxMessageLength}",
+            )
+            return
+        if self.state is not LinkState.ESTABLISHED:
+            if message.__class__ is not Hello:
+                self.node.reject(
+                    self,
+                    "before_handshake",
+                    f"{message.__struct_config__.tag} before HELLO",
+                )
+                return
+        elif message.origin != self.serverId:
+            self.node.reject(
+                self,
+                "origin_mismatch",
+                f"origin {message.origin!r} on the link of {self.serverId!r}",
+            )
+            return
+        self.node.dispatch(self, message)
+
+    # Handshake (called by the HELLO handler) -------------------------------
+
+    def helloReceived(self, hello: Hello) -> None:
+        """
+        The peer's HELLO arrived: answer it if we have not spoken yet, and
+        become established.
+        """
+        serverId = hello.payload.serverId
+        if self.state is LinkState.ESTABLISHED:
+            self.node.reject(self, "duplicate_hello", f"second HELLO ({serverId!r})")
+            return
+        if serverId == self.node.serverId:
+            self._log.warn(
+                "{address} is this node itself ({serverId}): not linking",
+                address=self.peerAddress,
+                serverId=serverId,
+            )
+            if self.factory is not None and self.direction == OUTBOUND:
+                self.factory.stopTrying()
+            self.close("self-link", "self_link")
+            return
+        if not serverId:
+            self.node.reject(self, "field", "HELLO with an empty serverId")
+            self.close("empty serverId in HELLO", None)
+            return
+        self.serverId = serverId
+        if self.state is LinkState.CONNECTING:
+            self._sendHello()
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+        self.state = LinkState.ESTABLISHED
+        self.since = self.node.clock.seconds()
+        self.node.linkEstablished(self)
+
+
+def _isTLS(transport) -> bool:
+    try:
+        from twisted.internet.interfaces import ISSLTransport
+
+        return ISSLTransport.providedBy(transport)
+    except Exception:
+        return False
+
+
+class PeerServerFactory(Factory):
+    """
+    Builds inbound L{PeerProtocol}s for the listening endpoint.
+    """
+
+    noisy = False
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def buildProtocol(self, addr) -> PeerProtocol:
+        """A new inbound link."""
+        return PeerProtocol(self.node, INBOUND, self)
+
+
+class PeerClientFactory(ReconnectingClientFactory):
+    """
+    Dials one configured peer and keeps dialing with jittered, capped
+    exponential backoff.
+
+    The delay is reset only once a HELLO exchange completes, so a peer that
+    accepts TCP but never answers does not get hammered.  When our outbound
+    link loses the tie-break to the peer's inbound one, the factory goes on
+    I{standby}: it does not redial until that inbound link is lost.
+
+    @ivar address: C{"host:port"} as configured.
+    @ivar peerServerId: the serverId seen in the last HELLO from there.
+    """
+
+    initialDelay = 0.5
+    factor = 2.0
+    jitter = 0.25
+    maxDelay = 30.0
+    _log = Logger()
+
+    noisy = False
+
+    def __init__(self, node, address: str, clock) -> None:
+        self.node = node
+        self.address = address
+        self.clock = clock
+        self.peerServerId: str | None = None
+        self.standby = False
+        self.delay = self.initialDelay
+
+    def buildProtocol(self, addr) -> PeerProtocol:
+        """A new outbound link to L{address}."""
+        return PeerProtocol(self.node, OUTBOUND, self)
+
+    def clientConnectionFailed(self, connector, reason) -> None:
+        """Log and schedule a retry."""
+        self._log.debug(
+            "dialing {address} failed: {reason}",
+            address=self.address,
+            reason=reason.getErrorMessage(),
+        )
+        self.connector = connector
+        if self.standby:
+            return
+        ReconnectingClientFactory.clientConnectionFailed(self, connector, reason)
+
+    def clientConnectionLost(self, connector, reason) -> None:
+        """Schedule a retry, unless on standby or stopped."""
+        self.connector = connector
+        if self.standby:
+            return
+        ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
+
+    def wake(self) -> None:
+        """
+        Leave standby and redial soon (the link that made us stand by is
+        gone).
+        """
+        if not self.standby or not self.continueTrying:
+            return
+        self.standby = False
+        self.resetDelay()
+        if self.connector is not None and self._callID is None:
+            self.retry()

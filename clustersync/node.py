@@ -1,0 +1,551 @@
+"""
+The cluster node: the link registry (one active link per peer), the
+message dispatch table, listener notification, and the L{ICluster} API.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from clustersync.codec import (
+    MESSAGE_TYPES,
+    Broadcast,
+    BroadcastPayload,
+    ChannelMembership,
+    ChannelMembershipPayload,
+    ChannelMessage,
+    ChannelMessagePayload,
+    ClientDisconnected,
+    ClientDisconnectedPayload,
+    DirectMessage,
+    DirectMessagePayload,
+    SessionInfo,
+    SessionMessage,
+    SessionMessagePayload,
+    encode,
+    encodeConnected,
+    encodeSync,
+    rawMessage,
+)
+from clustersync.config import NodeConfig
+from clustersync.errors import (
+    AmbiguousSession,
+    DuplicateSession,
+    PeerUnavailable,
+    UnknownChannel,
+    UnknownSession,
+    UnknownUser,
+)
+from clustersync.interfaces import ICluster, IMessageHandler
+from clustersync.metrics import Metrics
+from clustersync.state import ADDED, JOINED, REMOVED, Change, ClusterState, StateLimitError
+
+__all__ = ["ClusterNode", "Delivery", "PeerInfo"]
+
+
+@attrs.frozen
+class Delivery:
+    """
+    Where a message went.
+
+    @ivar local: how many local sessions it was handed to.
+    @ivar servers: the peer serverIds it was written to, sorted.
+    """
+
+    local: int
+    servers: tuple[str, ...]
+
+
+@attrs.frozen
+class PeerInfo:
+    """
+    A snapshot of one established peer link.
+
+    @ivar serverId: the peer's id.
+    @ivar direction: C{"inbound"} or C{"outbound"}.
+    @ivar address: the peer's C{host:port}.
+    @ivar since: when the link was established (seconds since the epoch).
+    @ivar tls: whether the link is TLS.
+    """
+
+    serverId: str
+    direction: str
+    address: str
+    since: float
+    tls: bool
+
+
+def _peerInfo(link) -> PeerInfo:
+    return PeerInfo(link.serverId, link.direction, link.peerAddress, link.since or 0.0, link.tls)
+
+
+@implementer(ICluster)
+class ClusterNode:
+    """
+    One clustersync node.
+
+    @ivar serverId: this node's id.
+    @ivar state: the L{ClusterState}.
+    @ivar clock: the reactor (or a L{twisted.internet.task.Clock}) used for
+        time.
+    @ivar config: the L{NodeConfig}.
+    @ivar metrics: the node's L{Metrics}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        clock,
+        handlers: Iterable = (),
+        delivery=None,
+    ) -> None:
+        self.config = config
+        self.serverId = config.serverId
+        self.clock = clock
+        self.state = ClusterState(
+            config.serverId,
+            maxSessionsPerServer=config.maxSessionsPerServer,
+            maxChannelsPerSession=config.maxChannelsPerSession,
+        )
+        self.metrics = Metrics()
+        self._links: dict[str, object] = {}
+        self._openLinks: set = set()
+        self._listeners: list = []
+        self._delivery = delivery
+        self.outboundFactories: list = []
+        self.handlers: list = []
+        self._dispatch: dict[type, list] = {}
+        for h in handlers:
+            self.registerHandler(h)
+
+    # Handlers ---------------------------------------------------------------
+
+    def registerHandler(self, handler) -> None:
+        """
+        Add an L{IMessageHandler} to the dispatch table.
+
+        @raise TypeError: it does not provide L{IMessageHandler}.
+        @raise ValueError: it names a message type the codec does not know.
+        """
+        if not IMessageHandler.providedBy(handler):
+            raise TypeError(f"{handler!r} does not provide IMessageHandler")
+        for typeName in handler.messageTypes:
+            cls = MESSAGE_TYPES.get(typeName)
+            if cls is None:
+                raise ValueError(f"handler {handler.name!r}: unknown message type {typeName!r}")
+            self._dispatch.setdefault(cls, []).append(handler)
+        self.handlers.append(handler)
+
+    def dispatch(self, link, message) -> None:
+        """
+        Run every handler of C{message}'s type.  An exception in a handler
+        is logged and counted; it never reaches the link.
+        """
+        cls = message.__class__
+        self.metrics.messagesIn[cls.__struct_config__.tag] += 1
+        for handler in self._dispatch.get(cls, ()):
+            try:
+                handler.handleMessage(self, link, message)
+            except Exception:
+                self.metrics.handlerErrors[handler.name] += 1
+                self._log.failure(
+                    "handler {handler} failed on {type} from {peer}",
+                    handler=handler.name,
+                    type=cls.__struct_config__.tag,
+                    peer=link.serverId,
+                )
+
+    def reject(self, link, reason: str, detail: str) -> None:
+        """
+        Count and log one refused input from C{link}; the state is not
+        touched and the link stays up.
+        """
+        self.metrics.rejected(reason)
+        self._log.warn(
+            "rejected input from {peer} ({address}): {reason}: {detail}",
+            peer=link.serverId or "?",
+            address=link.peerAddress,
+            reason=reason,
+            detail=detail,
+        )
+
+    # Links -----------------------------------------------------------------
+
+    def isActive(self, link) -> bool:
+        """Whether C{link} is the one link this node uses for its peer."""
+        return self._links.get(link.serverId) is link
+
+    def linkFor(self, serverId: str):
+        """The active link to C{serverId}, or C{None}."""
+        return self._links.get(serverId)
+
+    def linkOpened(self, link) -> None:
+        """A TCP connection (not yet a link) opened."""
+        self._openLinks.add(link)
+
+    def linkEstablished(self, link) -> None:
+        """
+        C{link} completed its HELLO exchange.
+
+        If another link to the same peer exists, keep exactly one: between
+        an inbound and an outbound link, the one dialed by the smaller
+        serverId (both sides compute the same answer); between two links of
+        the same direction, the older one (no hijack).  The loser is closed
+        without touching state.
+        """
+        peer = link.serverId
+        if link.direction == "outbound" and link.factory is not None:
+            link.factory.peerServerId = peer
+            link.factory.resetDelay()
+        current = self._links.get(peer)
+        if current is None:
+            self._links[peer] = link
+            self.state.addServer(peer)
+            self._sendSync(link)
+            self._log.info(
+                "linked to {peer} ({direction}, {address})",
+                peer=peer,
+                direction=link.direction,
+                address=link.peerAddress,
+            )
+            self._notify("peerConnected", _peerInfo(link))
+            return
+        if current.direction != link.direction:
+            keep = "outbound" if self.serverId < peer else "inbound"
+            winner = link if link.direction == keep else current
+        else:
+            winner = current
+        loser = current if winner is link else link
+        if winner is link:
+            self._links[peer] = link
+            self._sendSync(link)
+        loser.duplicate = True
+        if loser.direction == "outbound" and loser.factory is not None:
+            loser.factory.standby = True
+        loser.close(
+            f"duplicate link to {peer}: keeping the {winner.direction} one", "duplicate"
+        )
+
+    def linkLost(self, link, reason: str, wasEstablished: bool) -> None:
+        """
+        C{link} closed.  If it was the active link of its peer, forget that
+        server and its sessions and tell listeners.
+        """
+        self._openLinks.discard(link)
+        peer = link.serverId
+        if peer is None or self._links.get(peer) is not link:
+            return
+        del self._links[peer]
+        changes = self.state.dropServer(peer)
+        self._log.info(
+            "link to {peer} lost ({reason}); dropped {count} sessions",
+            peer=peer,
+            reason=reason,
+            count=len(changes),
+        )
+        self._notifyChanges(changes)
+        self._notify("peerDisconnected", _peerInfo(link), reason)
+        for factory in self.outboundFactories:
+            if factory.peerServerId == peer:
+                factory.wake()
+
+    def closeAllLinks(self, reason: str) -> None:
+        """Close every link (shutdown)."""
+        for link in list(self._openLinks):
+            link.close(reason)
+
+    def _sendSync(self, link) -> None:
+        line = encodeSync(self.serverId, self.state.sessionsOf(self.serverId))
+        if link.sendLine(line):
+            self.metrics.messagesOut["SYNC_STATE"] += 1
+
+    # Applying peer state (called by the built-in handlers) ------------------
+
+    def applyRemote(self, link, apply, what: str) -> None:
+        """
+        Apply a state change learned over C{link}, if it is the active link
+        of its peer, and tell listeners.  C{apply} is a callable taking the
+        L{ClusterState} and returning its changes.
+        """
+        if not self.isActive(link):
+            self.metrics.rejected("inactive_link")
+            return
+        try:
+            changes = apply(self.state)
+        except StateLimitError as e:
+            self.reject(link, "limit", f"{what}: {e}")
+            return
+        self._notifyChanges(changes)
+
+    # Listeners -------------------------------------------------------------
+
+    def addListener(self, listener) -> None:
+        """Register an L{IClusterListener}."""
+        self._listeners.append(listener)
+
+    def removeListener(self, listener) -> None:
+        """Unregister an L{IClusterListener}."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _notify(self, method: str, *args) -> None:
+        for listener in list(self._listeners):
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                self._log.failure("listener {listener!r} failed in {method}",
+                                  listener=listener, method=method)
+
+    def _notifyChanges(self, changes: list[Change]) -> None:
+        if not self._listeners:
+            return
+        for change in changes:
+            if change.kind == ADDED:
+                self._notify("sessionAdded", change.session)
+            elif change.kind == REMOVED:
+                self._notify("sessionRemoved", change.session)
+            else:
+                self._notify(
+                    "membershipChanged", change.session, change.canalId, change.kind == JOINED
+                )
+
+    # Local delivery --------------------------------------------------------
+
+    def setLocalDelivery(self, delivery) -> None:
+        """Set the L{ILocalDelivery} provider of this node."""
+        self._delivery = delivery
+
+    def deliverLocal(self, sessions: list[SessionInfo], message, kind: str, origin: str) -> int:
+        """
+        Hand C{message} (bytes, or a L{msgspec.Raw}) to local C{sessions}
+        through the L{ILocalDelivery} provider.
+
+        @return: how many sessions it was handed to.
+        """
+        if not sessions:
+            self.metrics.undeliverable[kind] += 1
+            return 0
+        if self._delivery is None:
+            self.metrics.undeliverable[kind] += 1
+            self._log.warn("no local delivery configured: {kind} for {n} sessions dropped",
+                           kind=kind, n=len(sessions))
+            return 0
+        return self._delivery.deliver(sessions, bytes(message), kind, origin)
+
+    # ICluster: sends -------------------------------------------------------
+
+    def _forward(self, servers, localSessions, makeMessage, kind: str) -> Deferred:
+        """
+        Deliver to the local sessions given by C{localSessions()} if this
+        node is in C{servers}, and write one line, encoded once, to each
+        other server in C{servers}.
+        """
+        local = 0
+        sent = []
+        unreachable = []
+        line = None
+        for serverId in servers:
+            if serverId == self.serverId:
+                local = self.deliverLocal(localSessions(), makeMessage.raw, kind, self.serverId)
+                continue
+            link = self._links.get(serverId)
+            if line is None:
+                line = encode(makeMessage())
+            if link is not None and link.sendLine(line):
+                sent.append(serverId)
+            else:
+                unreachable.append(serverId)
+        if sent:
+            self.metrics.messagesOut[kind] += len(sent)
+        delivery = Delivery(local, tuple(sorted(sent)))
+        if unreachable:
+            return fail(PeerUnavailable(sorted(unreachable), delivery))
+        return succeed(delivery)
+
+    def sendToUser(self, clienteId: int, message) -> Deferred:
+        """See L{ICluster.sendToUser}."""
+        try:
+            raw = rawMessage(message)
+        except TypeError as e:
+            return fail(e)
+        servers = self.state.serversOfUser(clienteId)
+        if not servers:
+            return fail(UnknownUser(f"no session of user {clienteId}"))
+        make = _Maker(raw, lambda: DirectMessage(self.serverId, DirectMessagePayload(clienteId, raw)))
+        return self._forward(
+            servers,
+            lambda: self.state.userSessionsOn(self.serverId, clienteId),
+            make,
+            "DIRECT_MESSAGE",
+        )
+
+    def sendToChannel(self, canalId: int, message, excludeSessionId: str | None = None) -> Deferred:
+        """See L{ICluster.sendToChannel}."""
+        try:
+            raw = rawMessage(message)
+        except TypeError as e:
+            return fail(e)
+        servers = set(self.state.serversOfChannel(canalId))
+        localMembers = None
+        if self.serverId in servers and excludeSessionId is not None:
+            localMembers = [
+                s
+                for s in self.state.channelSessionsOn(self.serverId, canalId)
+                if s.sessionId != excludeSessionId
+            ]
+            if not localMembers:
+                servers.discard(self.serverId)
+        if not servers:
+            return fail(UnknownChannel(f"no member in channel {canalId}"))
+        make = _Maker(raw, lambda: ChannelMessage(self.serverId, ChannelMessagePayload(canalId, raw)))
+        return self._forward(
+            servers,
+            (lambda: localMembers)
+            if localMembers is not None
+            else (lambda: self.state.channelSessionsOn(self.serverId, canalId)),
+            make,
+            "CHANNEL_MESSAGE",
+        )
+
+    def sendToSession(self, sessionId: str, message, serverId: str | None = None) -> Deferred:
+        """See L{ICluster.sendToSession}."""
+        try:
+            raw = rawMessage(message)
+        except TypeError as e:
+            return fail(e)
+        servers = self.state.serversOfSession(sessionId)
+        if serverId is not None:
+            if serverId not in servers:
+                return fail(UnknownSession(f"no session {sessionId!r} on {serverId!r}"))
+            target = serverId
+        elif not servers:
+            return fail(UnknownSession(f"no session {sessionId!r}"))
+        elif len(servers) > 1:
+            return fail(AmbiguousSession(
+                f"session {sessionId!r} exists on {', '.join(sorted(servers))}"))
+        else:
+            (target,) = servers
+        make = _Maker(raw, lambda: SessionMessage(self.serverId, SessionMessagePayload(sessionId, raw)))
+        return self._forward(
+            (target,),
+            lambda: [self.state.session(self.serverId, sessionId)],
+            make,
+            "SESSION_MESSAGE",
+        )
+
+    def broadcast(self, message) -> Deferred:
+        """See L{ICluster.broadcast}."""
+        try:
+            raw = rawMessage(message)
+        except TypeError as e:
+            return fail(e)
+        servers = [self.serverId, *self._links]
+        make = _Maker(raw, lambda: Broadcast(self.serverId, BroadcastPayload(raw)))
+        return self._forward(
+            servers, lambda: self.state.sessionsOf(self.serverId), make, "BROADCAST"
+        )
+
+    # ICluster: queries -----------------------------------------------------
+
+    def lookupUser(self, clienteId: int) -> Deferred:
+        """See L{ICluster.lookupUser}."""
+        return succeed(self.state.userSessions(clienteId))
+
+    def channelMembers(self, canalId: int) -> Deferred:
+        """See L{ICluster.channelMembers}."""
+        return succeed(self.state.channelMembers(canalId))
+
+    def peers(self) -> Deferred:
+        """See L{ICluster.peers}."""
+        return succeed([_peerInfo(link) for link in self._links.values()])
+
+    def sessions(self) -> Deferred:
+        """See L{ICluster.sessions}."""
+        return succeed(list(self.state.allSessions()))
+
+    # ICluster: local lifecycle ---------------------------------------------
+
+    def _toAllPeers(self, line: bytes, kind: str) -> None:
+        n = 0
+        for link in self._links.values():
+            if link.sendLine(line):
+                n += 1
+        self.metrics.messagesOut[kind] += n
+
+    def clientConnected(self, sessionId: str, clienteId: int, usuario: str,
+                        ip: str | None = None, canales=()) -> Deferred:
+        """See L{ICluster.clientConnected}."""
+        if self.state.session(self.serverId, sessionId) is not None:
+            return fail(DuplicateSession(f"session {sessionId!r} already exists"))
+        session = SessionInfo(sessionId, int(clienteId), usuario, self.serverId, ip,
+                              set(int(c) for c in canales))
+        try:
+            changes = self.state.addSession(self.serverId, session)
+        except StateLimitError as e:
+            return fail(e)
+        self._toAllPeers(encodeConnected(self.serverId, session), "CLIENT_CONNECTED")
+        self._notifyChanges(changes)
+        return succeed(session)
+
+    def clientDisconnected(self, sessionId: str) -> Deferred:
+        """See L{ICluster.clientDisconnected}."""
+        session = self.state.session(self.serverId, sessionId)
+        if session is None:
+            return fail(UnknownSession(f"no local session {sessionId!r}"))
+        changes = self.state.removeSession(self.serverId, sessionId)
+        self._toAllPeers(
+            encode(ClientDisconnected(
+                self.serverId, ClientDisconnectedPayload(session.clienteId, sessionId))),
+            "CLIENT_DISCONNECTED",
+        )
+        self._notifyChanges(changes)
+        return succeed(session)
+
+    def _membership(self, sessionId: str, canalId: int, joined: bool) -> Deferred:
+        session = self.state.session(self.serverId, sessionId)
+        if session is None:
+            return fail(UnknownSession(f"no local session {sessionId!r}"))
+        try:
+            changes = self.state.setMembership(self.serverId, sessionId, int(canalId), joined)
+        except StateLimitError as e:
+            return fail(e)
+        if changes:
+            self._toAllPeers(
+                encode(ChannelMembership(self.serverId, ChannelMembershipPayload(
+                    sessionId, session.clienteId, int(canalId), "JOIN" if joined else "LEAVE"))),
+                "CHANNEL_MEMBERSHIP",
+            )
+            self._notifyChanges(changes)
+        return succeed(bool(changes))
+
+    def joinChannel(self, sessionId: str, canalId: int) -> Deferred:
+        """See L{ICluster.joinChannel}."""
+        return self._membership(sessionId, canalId, True)
+
+    def leaveChannel(self, sessionId: str, canalId: int) -> Deferred:
+        """See L{ICluster.leaveChannel}."""
+        return self._membership(sessionId, canalId, False)
+
+
+class _Maker:
+    """
+    Builds a forward message lazily (only if some peer needs it), carrying
+    the raw C{message} for local delivery.
+    """
+
+    __slots__ = ("raw", "_make")
+
+    def __init__(self, raw, make) -> None:
+        self.raw = raw
+        self._make = make
+
+    def __call__(self):
+        return self._make()

@@ -1,0 +1,17 @@
+"""
+Drop-in publishing the built-in handlers of the nine spec message types.
+"""
+
+from clustersync.handlers import BUILTIN_HANDLERS
+
+(
+    hello,
+    syncState,
+    clientConnected,
+    clientDisconnected,
+    channelMembership,
+    directMessage,
+    channelMessage,
+    sessionMessage,
+    broadcast,
+) = BUILTIN_HANDLERS

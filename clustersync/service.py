@@ -1,0 +1,177 @@
+"""
+Service assembly: the node, its listening and dialing link services, under
+one L{MultiService}.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from clustersync.config import NodeConfig
+from clustersync.link import PeerClientFactory, PeerServerFactory
+from clustersync.node import ClusterNode
+from clustersync.pluginload import loadHandlers
+
+__all__ = ["NodeService", "PeerListenService", "PeerDialService", "makeNodeService"]
+
+
+class _Waiters:
+    """A list of Deferreds fired together once a value is known."""
+
+    def __init__(self) -> None:
+        self._waiting: list[Deferred] = []
+        self._result = None
+        self._done = False
+
+    def wait(self) -> Deferred:
+        if self._done:
+            return succeed(self._result)
+        d = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def fire(self, result) -> None:
+        self._done, self._result = True, result
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(result)
+
+    def fail(self, failure) -> None:
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(failure)
+
+
+class NodeService(Service):
+    """
+    Owns the L{ClusterNode}; on stop, closes every link.
+
+    @ivar node: the L{ClusterNode}.
+    @ivar pluginFailures: the L{PluginFailure}s found at startup.
+    """
+
+    name = "node"
+
+    def __init__(self, node: ClusterNode, pluginFailures=()) -> None:
+        self.node = node
+        self.pluginFailures = list(pluginFailures)
+
+    def stopService(self):
+        """Close every peer link."""
+        Service.stopService(self)
+        self.node.closeAllLinks("shutting down")
+
+
+class PeerListenService(Service):
+    """
+    Accepts inbound peer links on an endpoint string (C{tcp:7001},
+    C{ssl:...}, C{systemd:domain=INET:index=0}).
+    """
+
+    name = "peer-listen"
+    _log = Logger()
+
+    def __init__(self, reactor, description: str, factory) -> None:
+        self.reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.port = None
+        self._listening = _Waiters()
+
+    def whenListening(self) -> Deferred:
+        """
+        @return: a L{Deferred} firing with the listening port (an
+            L{IListeningPort}) once it listens; failing with the listen
+            error.
+        """
+        return self._listening.wait()
+
+    def startService(self) -> None:
+        """Start listening."""
+        Service.startService(self)
+        endpoint = serverFromString(self.reactor, self.description)
+        d = endpoint.listen(self.factory)
+
+        def listening(port):
+            self.port = port
+            self._log.info("peer links on {address}", address=port.getHost())
+            self._listening.fire(port)
+
+        def failed(f):
+            self._log.failure("cannot listen on {description}", f, description=self.description)
+            self._listening.fail(f)
+
+        d.addCallbacks(listening, failed)
+
+    def stopService(self):
+        """Stop listening."""
+        Service.stopService(self)
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+
+
+class PeerDialService(Service):
+    """
+    Dials every configured peer (C{host:port}) with a L{PeerClientFactory}.
+    """
+
+    name = "peer-dial"
+
+    def __init__(self, reactor, node: ClusterNode, peers) -> None:
+        self.reactor = reactor
+        self.node = node
+        self.peers = list(peers)
+        self.factories: list[PeerClientFactory] = []
+        self._connectors = []
+
+    def startService(self) -> None:
+        """Start dialing."""
+        Service.startService(self)
+        for address in self.peers:
+            host, _, port = address.rpartition(":")
+            host = host.strip("[]")
+            factory = PeerClientFactory(self.node, address, self.reactor)
+            factory.maxDelay = self.node.config.reconnectMaxDelay
+            self.factories.append(factory)
+            self.node.outboundFactories.append(factory)
+            self._connectors.append(
+                self.reactor.connectTCP(
+                    host, int(port), factory, timeout=self.node.config.connectTimeout
+                )
+            )
+
+    def stopService(self):
+        """Stop dialing and retrying."""
+        Service.stopService(self)
+        for factory in self.factories:
+            factory.stopTrying()
+            if factory in self.node.outboundFactories:
+                self.node.outboundFactories.remove(factory)
+        for connector in self._connectors:
+            connector.disconnect()
+        self.factories = []
+        self._connectors = []
+
+
+def makeNodeService(config: NodeConfig, reactor) -> MultiService:
+    """
+    Build the whole node as a L{MultiService}: C{node}, C{peer-listen} (if
+    C{config.listen}), C{peer-dial}, and the client gateway (if
+    C{config.clients}).
+
+    Handler plugins are loaded here, so a plugin that fails to import is
+    reported at startup; it does not stop the node.
+    """
+    handlers, failures = loadHandlers(config.pluginDirs)
+    node = ClusterNode(config, reactor, handlers)
+    top = MultiService()
+    top.node = node
+    NodeService(node, failures).setServiceParent(top)
+    if config.listen:
+        PeerListenService(reactor, config.listen, PeerServerFactory(node)).setServiceParent(top)
+    PeerDialService(reactor, node, config.peers).setServiceParent(top)
+    return top

@@ -1,0 +1,75 @@
+"""
+The C{twistd clustersync} command line: options and L{makeService}.
+"""
+
+from __future__ import annotations
+
+from twisted.python import usage
+
+from clustersync.config import ConfigError, loadConfig
+
+__all__ = ["Options", "makeService"]
+
+
+class Options(usage.Options):
+    """
+    Options of C{twistd clustersync}.  Every option overrides the same key
+    of the C{--config} TOML file; see C{docs/configuration.md}.
+    """
+
+    synopsis = "[options]"
+    longdesc = "Link this chat server into a clustersync cluster."
+
+    optParameters = [
+        ["config", "c", None, "TOML configuration file."],
+        ["server-id", "i", None, "This node's serverId (default: srv-<hostname>)."],
+        ["listen", "l", None, "Endpoint for peer links (default tcp:7001:interface=127.0.0.1); 'none' disables."],
+        ["clients", None, None, "Endpoint for chat clients (default tcp:7002:interface=127.0.0.1); 'none' disables."],
+        ["users-file", None, None, "Users file for client logins."],
+        ["handshake-timeout", None, None, "Seconds a link may take to complete HELLO (default 10)."],
+    ]
+    optFlags = [
+        ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["peer"] = []
+        self["plugin-dir"] = []
+
+    def opt_peer(self, address: str) -> None:
+        """A peer to dial, as host:port (repeatable)."""
+        self["peer"].append(address)
+
+    def opt_plugin_dir(self, directory: str) -> None:
+        """A directory of handler plugins (repeatable)."""
+        self["plugin-dir"].append(directory)
+
+    def postOptions(self) -> None:
+        """Build and validate the configuration; a bad value names its key."""
+        def none(v):
+            return "" if v is not None and v.lower() == "none" else v
+
+        overrides = {
+            "server_id": self["server-id"],
+            "listen": none(self["listen"]),
+            "clients": none(self["clients"]),
+            "users_file": self["users-file"],
+            "handshake_timeout": self["handshake-timeout"],
+            "eager_hello": True if self["eager-hello"] else None,
+            "peers": self["peer"] or None,
+            "plugin_dirs": self["plugin-dir"] or None,
+        }
+        try:
+            self.config = loadConfig(self["config"], overrides)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options):
+    """Build the node's L{MultiService} from parsed L{Options}."""
+    from twisted.internet import reactor
+
+    from clustersync.service import makeNodeService
+
+    return makeNodeService(options.config, reactor)
