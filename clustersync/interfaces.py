@@ -16,6 +16,7 @@ __all__ = [
     "IClusterListener",
     "ILocalDelivery",
     "IMessageHandler",
+    "INodeExtension",
     "IPeerLink",
 ]
 
@@ -257,3 +258,28 @@ class ICluster(Interface):
 
     def setLocalDelivery(delivery):
         """Set the L{ILocalDelivery} provider of this node."""
+
+
+class INodeExtension(Interface):
+    """
+    A plugin that adds a service to the node (the client gateway, the status
+    web server, ...).  Found with L{twisted.plugin.getPlugins} in
+    L{clustersync.plugins} and in every C{--plugin-dir}, like handlers.
+
+    An extension sits on L{ICluster} and L{IClusterListener} only, never on
+    link internals.
+    """
+
+    name = Attribute("A short unique name (C{str}), also the service name.")
+
+    def makeService(node, config, reactor):
+        """
+        Build this extension's service for C{node}.
+
+        @param node: the L{ICluster} provider (a
+            L{clustersync.node.ClusterNode}).
+        @param config: the L{clustersync.config.NodeConfig}.
+        @param reactor: the reactor to use.
+        @return: an L{twisted.application.service.IService} to add under the
+            node's L{MultiService}, or C{None} if disabled by C{config}.
+        """

@@ -5,7 +5,6 @@ message dispatch table, listener notification, and the L{ICluster} API.
 
 from __future__ import annotations
 
-import time
 from typing import Iterable
 
 import attrs
@@ -118,6 +117,7 @@ class ClusterNode:
         self.metrics = Metrics()
         self._links: dict[str, object] = {}
         self._openLinks: set = set()
+        self._allClosed: list[Deferred] = []
         self._listeners: list = []
         self._delivery = delivery
         self.outboundFactories: list = []
@@ -240,6 +240,10 @@ class ClusterNode:
         server and its sessions and tell listeners.
         """
         self._openLinks.discard(link)
+        if not self._openLinks and self._allClosed:
+            waiting, self._allClosed = self._allClosed, []
+            for d in waiting:
+                d.callback(None)
         peer = link.serverId
         if peer is None or self._links.get(peer) is not link:
             return
@@ -257,10 +261,20 @@ class ClusterNode:
             if factory.peerServerId == peer:
                 factory.wake()
 
-    def closeAllLinks(self, reason: str) -> None:
-        """Close every link (shutdown)."""
+    def closeAllLinks(self, reason: str) -> Deferred:
+        """
+        Close every link (shutdown).
+
+        @return: a L{Deferred} firing with C{None} once every link's
+            connection is lost.
+        """
         for link in list(self._openLinks):
             link.close(reason)
+        if not self._openLinks:
+            return succeed(None)
+        d = Deferred()
+        self._allClosed.append(d)
+        return d
 
     def _sendSync(self, link) -> None:
         line = encodeSync(self.serverId, self.state.sessionsOf(self.serverId))

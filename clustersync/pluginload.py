@@ -19,9 +19,9 @@ import attrs
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
 
-from clustersync.interfaces import IMessageHandler
+from clustersync.interfaces import IMessageHandler, INodeExtension
 
-__all__ = ["PluginFailure", "loadHandlers"]
+__all__ = ["PluginFailure", "loadHandlers", "loadExtensions"]
 
 _log = Logger()
 
@@ -50,6 +50,22 @@ def _mountDirectory(index: int, directory: str) -> types.ModuleType:
 
 def _sortKey(handler) -> tuple:
     return (type(handler).__module__, getattr(handler, "name", ""))
+
+
+def loadExtensions(pluginDirs=()) -> list:
+    """
+    Find every L{INodeExtension} plugin, built-in ones first.  Directories
+    must already have been mounted by L{loadHandlers} (their import
+    failures are reported there).
+    """
+    import clustersync.plugins as builtin
+
+    found = sorted(getPlugins(INodeExtension, builtin), key=_sortKey)
+    for index, directory in enumerate(pluginDirs):
+        package = sys.modules.get(f"clustersync_plugindir_{index}")
+        if package is not None:
+            found.extend(sorted(getPlugins(INodeExtension, package), key=_sortKey))
+    return found
 
 
 def loadHandlers(pluginDirs=()) -> tuple[list, list[PluginFailure]]:

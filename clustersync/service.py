@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from clustersync.config import NodeConfig
 from clustersync.link import PeerClientFactory, PeerServerFactory
 from clustersync.node import ClusterNode
-from clustersync.pluginload import loadHandlers
+from clustersync.pluginload import loadExtensions, loadHandlers
 
 __all__ = ["NodeService", "PeerListenService", "PeerDialService", "makeNodeService"]
 
@@ -59,10 +59,14 @@ class NodeService(Service):
         self.node = node
         self.pluginFailures = list(pluginFailures)
 
-    def stopService(self):
-        """Close every peer link."""
+    def stopService(self) -> Deferred:
+        """
+        Close every peer link.
+
+        @return: a L{Deferred} firing once every link is closed.
+        """
         Service.stopService(self)
-        self.node.closeAllLinks("shutting down")
+        return self.node.closeAllLinks("shutting down")
 
 
 class PeerListenService(Service):
@@ -132,17 +136,26 @@ class PeerDialService(Service):
         """Start dialing."""
         Service.startService(self)
         for address in self.peers:
-            host, _, port = address.rpartition(":")
-            host = host.strip("[]")
-            factory = PeerClientFactory(self.node, address, self.reactor)
-            factory.maxDelay = self.node.config.reconnectMaxDelay
-            self.factories.append(factory)
-            self.node.outboundFactories.append(factory)
-            self._connectors.append(
-                self.reactor.connectTCP(
-                    host, int(port), factory, timeout=self.node.config.connectTimeout
-                )
+            self._dial(address)
+
+    def addPeer(self, address: str) -> None:
+        """Dial one more peer (C{host:port}), now if running."""
+        self.peers.append(address)
+        if self.running:
+            self._dial(address)
+
+    def _dial(self, address: str) -> None:
+        host, _, port = address.rpartition(":")
+        host = host.strip("[]")
+        factory = PeerClientFactory(self.node, address, self.reactor)
+        factory.maxDelay = self.node.config.reconnectMaxDelay
+        self.factories.append(factory)
+        self.node.outboundFactories.append(factory)
+        self._connectors.append(
+            self.reactor.connectTCP(
+                host, int(port), factory, timeout=self.node.config.connectTimeout
             )
+        )
 
     def stopService(self):
         """Stop dialing and retrying."""
@@ -160,8 +173,8 @@ class PeerDialService(Service):
 def makeNodeService(config: NodeConfig, reactor) -> MultiService:
     """
     Build the whole node as a L{MultiService}: C{node}, C{peer-listen} (if
-    C{config.listen}), C{peer-dial}, and the client gateway (if
-    C{config.clients}).
+    C{config.listen}), C{peer-dial}, then the service of every
+    L{INodeExtension} plugin that wants one (the client gateway, ...).
 
     Handler plugins are loaded here, so a plugin that fails to import is
     reported at startup; it does not stop the node.
@@ -174,4 +187,10 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
     if config.listen:
         PeerListenService(reactor, config.listen, PeerServerFactory(node)).setServiceParent(top)
     PeerDialService(reactor, node, config.peers).setServiceParent(top)
+    for extension in loadExtensions(config.pluginDirs):
+        service = extension.makeService(node, config, reactor)
+        if service is not None:
+            if not getattr(service, "name", None):
+                service.setName(extension.name)
+            service.setServiceParent(top)
     return top
