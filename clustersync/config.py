@@ -18,10 +18,13 @@ import tomllib
 
 import attrs
 
-__all__ = ["NodeConfig", "ConfigError", "loadConfig", "DEFAULT_LISTEN", "DEFAULT_CLIENTS"]
+__all__ = [
+    "NodeConfig", "ConfigError", "loadConfig", "DEFAULT_LISTEN", "DEFAULT_CLIENTS", "DEFAULT_WEB",
+]
 
 DEFAULT_LISTEN = "tcp:7001:interface=127.0.0.1"
 DEFAULT_CLIENTS = "tcp:7002:interface=127.0.0.1"
+DEFAULT_WEB = "tcp:7003:interface=127.0.0.1"
 
 
 class ConfigError(ValueError):
@@ -61,6 +64,8 @@ class NodeConfig:
     maxChannelsPerSession: int | None = 10_000
     reconnectMaxDelay: float = 30.0
     connectTimeout: float = 10.0
+    web: str | None = DEFAULT_WEB
+    logJson: str | None = None
 
 
 #: TOML key -> (attribute, validator).
@@ -147,6 +152,8 @@ _KEYS = {
     "max_channels_per_session": ("maxChannelsPerSession", _optPositiveInt),
     "reconnect_max_delay": ("reconnectMaxDelay", _positive(float)),
     "connect_timeout": ("connectTimeout", _positive(float)),
+    "web": ("web", _optStr),
+    "log_json": ("logJson", _optStr),
 }
 
 #: Every TOML key a config file may hold.

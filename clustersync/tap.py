@@ -27,6 +27,8 @@ class Options(usage.Options):
         ["clients", None, None, "Endpoint for chat clients (default tcp:7002:interface=127.0.0.1); 'none' disables."],
         ["users-file", None, None, "Users file for client logins."],
         ["handshake-timeout", None, None, "Seconds a link may take to complete HELLO (default 10)."],
+        ["web", None, None, "Endpoint for the status page, JSON API and /metrics (default tcp:7003:interface=127.0.0.1); 'none' disables."],
+        ["log-json", None, None, "Also write every log event as one JSON line to this file ('-' for stdout)."],
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
@@ -56,6 +58,8 @@ class Options(usage.Options):
             "clients": none(self["clients"]),
             "users_file": self["users-file"],
             "handshake_timeout": self["handshake-timeout"],
+            "web": none(self["web"]),
+            "log_json": self["log-json"],
             "eager_hello": True if self["eager-hello"] else None,
             "peers": self["peer"] or None,
             "plugin_dirs": self["plugin-dir"] or None,

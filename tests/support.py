@@ -129,6 +129,7 @@ def startNode(testCase, reactor, serverId: str, peers=(), conditions=None, **set
 
     settings.setdefault("listen", "tcp:0:interface=127.0.0.1")
     settings.setdefault("clients", None)
+    settings.setdefault("web", None)
     config = NodeConfig(serverId=serverId, peers=list(peers), **settings)
     service = makeNodeService(config, reactor)
     node = service.node
