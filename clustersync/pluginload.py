@@ -1,11 +1,13 @@
 """
 Discovery of L{IMessageHandler} plugins with L{twisted.plugin}.
 
-Built-in handlers come from L{clustersync.plugins}; third-party ones from
-each C{--plugin-dir} directory, which is mounted as a synthetic package so
-that L{twisted.plugin.getPlugins} can scan it.  Every C{.py} file of such a
-directory is imported first on its own, so that one that fails is reported
-by name (and skipped) instead of being swallowed.
+Built-in handlers come from L{clustersync.plugins}; each C{--plugin-dir}
+directory is appended to that package's C{__path__} (as Twisted does for
+C{twisted.plugins}), so L{twisted.plugin.getPlugins} scans it too.  Every
+C{.py} file of such a directory is imported first on its own, so that one
+that fails is reported by name (and skipped) instead of being swallowed by
+C{getPlugins}.  Mounting is process-wide: a directory, once loaded, stays
+part of the package.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import types
 
 import attrs
 from twisted.logger import Logger
@@ -39,12 +40,17 @@ class PluginFailure:
     error: str
 
 
-def _mountDirectory(index: int, directory: str) -> types.ModuleType:
-    name = f"clustersync_plugindir_{index}"
-    package = types.ModuleType(name)
-    package.__path__ = [os.path.abspath(directory)]
-    package.__file__ = None
-    sys.modules[name] = package
+def _mountDirectory(directory: str):
+    """
+    Add C{directory} to the C{__path__} of L{clustersync.plugins}, the way
+    Twisted's own C{twisted.plugins} takes in other directories: its files
+    become drop-ins of that package for L{getPlugins}.
+    """
+    import clustersync.plugins as package
+
+    path = os.path.abspath(directory)
+    if path not in package.__path__:
+        package.__path__.append(path)
     return package
 
 
@@ -54,18 +60,16 @@ def _sortKey(handler) -> tuple:
 
 def loadExtensions(pluginDirs=()) -> list:
     """
-    Find every L{INodeExtension} plugin, built-in ones first.  Directories
-    must already have been mounted by L{loadHandlers} (their import
-    failures are reported there).
+    Find every L{INodeExtension} plugin: built-in ones and those of the
+    directories mounted by L{loadHandlers} (their import failures are
+    reported there), sorted by module and name.
     """
-    import clustersync.plugins as builtin
+    import clustersync.plugins as package
 
-    found = sorted(getPlugins(INodeExtension, builtin), key=_sortKey)
-    for index, directory in enumerate(pluginDirs):
-        package = sys.modules.get(f"clustersync_plugindir_{index}")
-        if package is not None:
-            found.extend(sorted(getPlugins(INodeExtension, package), key=_sortKey))
-    return found
+    for directory in pluginDirs:
+        if os.path.isdir(directory):
+            _mountDirectory(directory)
+    return sorted(getPlugins(INodeExtension, package), key=_sortKey)
 
 
 def loadHandlers(pluginDirs=()) -> tuple[list, list[PluginFailure]]:
@@ -80,52 +84,32 @@ def loadHandlers(pluginDirs=()) -> tuple[list, list[PluginFailure]]:
     import clustersync.plugins as builtin
     from clustersync.handlers import BUILTIN_HANDLERS
 
-    found = list(getPlugins(IMessageHandler, builtin))
-    order = {id(h): i for i, h in enumerate(BUILTIN_HANDLERS)}
-    handlers = sorted(found, key=lambda h: (order.get(id(h), len(order)), _sortKey(h)))
     failures: list[PluginFailure] = []
-    for index, directory in enumerate(pluginDirs):
+    for directory in pluginDirs:
         if not os.path.isdir(directory):
             failures.append(PluginFailure(directory, "not a directory"))
             _log.error("plugin directory {path} does not exist", path=directory)
             continue
-        package = _mountDirectory(index, directory)
-        good = set()
+        _mountDirectory(directory)
         for entry in sorted(os.listdir(directory)):
             stem, ext = os.path.splitext(entry)
             if ext != ".py" or stem.startswith("_") or not stem.isidentifier():
                 continue
             path = os.path.join(directory, entry)
+            moduleName = f"{builtin.__name__}.{stem}"
             try:
-                importlib.import_module(f"{package.__name__}.{stem}")
-            except BaseException as e:  # a plugin must never stop the node
-                if isinstance(e, (KeyboardInterrupt,)):
-                    raise
-                sys.modules.pop(f"{package.__name__}.{stem}", None)
+                importlib.import_module(moduleName)
+            except Exception as e:  # a plugin must never stop the node
+                sys.modules.pop(moduleName, None)
                 failures.append(PluginFailure(path, f"{type(e).__name__}: {e}"))
                 _log.error(
                     "plugin {path} failed to import and is skipped: {error}",
                     path=path,
                     error=f"{type(e).__name__}: {e}",
                 )
-            else:
-                good.add(f"{package.__name__}.{stem}")
-        extra = [
-            h
-            for h in getPlugins(IMessageHandler, package)
-            if type(h).__module__ in good or _definedIn(h, good)
-        ]
-        handlers.extend(sorted(extra, key=_sortKey))
+    order = {id(h): i for i, h in enumerate(BUILTIN_HANDLERS)}
+    handlers = sorted(
+        getPlugins(IMessageHandler, builtin),
+        key=lambda h: (order.get(id(h), len(order)), _sortKey(h)),
+    )
     return handlers, failures
-
-
-def _definedIn(handler, modules: set) -> bool:
-    """
-    Whether C{handler} is published by one of C{modules} (an instance of a
-    class defined elsewhere, e.g. a library, published by a drop-in).
-    """
-    for name in modules:
-        module = sys.modules.get(name)
-        if module is not None and any(v is handler for v in vars(module).values()):
-            return True
-    return False
