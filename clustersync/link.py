@@ -335,6 +335,18 @@ class PeerClientFactory(ReconnectingClientFactory):
             return
         ReconnectingClientFactory.clientConnectionLost(self, connector, reason)
 
+    def retry(self, connector=None) -> None:
+        """
+        Schedule a redial like L{ReconnectingClientFactory.retry}, but never
+        more than L{maxDelay} from now (Twisted applies the jitter after
+        the cap).
+        """
+        ReconnectingClientFactory.retry(self, connector)
+        call = self._callID
+        if call is not None and call.active():
+            if call.getTime() - self.clock.seconds() > self.maxDelay:
+                call.reset(self.maxDelay)
+
     def wake(self) -> None:
         """
         Leave standby and redial soon (the link that made us stand by is

@@ -1,0 +1,760 @@
+"""
+Tests for L{clustersync.link}: the handshake state machine, framing and
+input rejection of L{PeerProtocol} (over L{StringTransport} and a
+L{Clock}), two nodes linked in memory (L{twisted.test.iosim}), the
+duplicate-link tie-break, link loss, and the backoff of
+L{PeerClientFactory}.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet import protocol as twistedProtocol
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.test import iosim
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from clustersync.config import NodeConfig
+from clustersync.handlers import BUILTIN_HANDLERS
+from clustersync.interfaces import IClusterListener
+from clustersync.link import (
+    INBOUND,
+    OUTBOUND,
+    LinkState,
+    PeerClientFactory,
+    PeerProtocol,
+    PeerServerFactory,
+)
+from clustersync.node import ClusterNode
+
+
+def makeNode(serverId: str = "srv-b", clock: Clock | None = None, **settings) -> ClusterNode:
+    """A L{ClusterNode} with the built-in handlers, on a L{Clock}."""
+    config = NodeConfig(serverId=serverId, listen=None, clients=None, **settings)
+    return ClusterNode(config, clock if clock is not None else Clock(), BUILTIN_HANDLERS)
+
+
+def line(kind: str, origin: str, payload: dict, **extra) -> bytes:
+    """One wire line built with the standard C{json} module."""
+    return json.dumps({"type": kind, "origin": origin, "payload": payload, **extra}).encode() + b"\n"
+
+
+def hello(serverId: str, origin: str | None = None) -> bytes:
+    """A HELLO line."""
+    return line("HELLO", origin or serverId, {"serverId": serverId})
+
+
+def connected(origin: str, sessionId: str, clienteId: int = 7, canales=(), usuario="ana") -> bytes:
+    """A CLIENT_CONNECTED line."""
+    return line("CLIENT_CONNECTED", origin, {
+        "serverId": origin, "sessionId": sessionId, "clienteId": clienteId,
+        "usuario": usuario, "ip": None, "canales": list(canales)})
+
+
+def sync(origin: str, *sessionIds: str) -> bytes:
+    """A SYNC_STATE line with one session per id."""
+    return line("SYNC_STATE", origin, {"sessions": [
+        {"serverId": origin, "sessionId": s, "clienteId": 1, "usuario": "u", "ip": None,
+         "canales": []} for s in sessionIds]})
+
+
+def parseLines(data: bytes) -> list[dict]:
+    """Every line written, parsed."""
+    return [json.loads(x) for x in data.split(b"\n") if x]
+
+
+def lost(proto: PeerProtocol) -> None:
+    """Deliver C{connectionLost} (a L{StringTransport} never does)."""
+    proto.connectionLost(Failure(ConnectionDone("closed")))
+
+
+@implementer(IClusterListener)
+class RecordingListener:
+    """Records every listener call as a tuple."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def peerConnected(self, peer) -> None:
+        """Record."""
+        self.events.append(("peerConnected", peer))
+
+    def peerDisconnected(self, peer, reason) -> None:
+        """Record."""
+        self.events.append(("peerDisconnected", peer.serverId, reason))
+
+    def sessionAdded(self, session) -> None:
+        """Record."""
+        self.events.append(("sessionAdded", session.serverId, session.sessionId))
+
+    def sessionRemoved(self, session) -> None:
+        """Record."""
+        self.events.append(("sessionRemoved", session.serverId, session.sessionId))
+
+    def membershipChanged(self, session, canalId, joined) -> None:
+        """Record."""
+        self.events.append(("membershipChanged", session.sessionId, canalId, joined))
+
+
+class FakeConnector:
+    """A connector that counts C{connect} calls."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+
+    def connect(self) -> None:
+        """Count one (re)connection attempt."""
+        self.connects += 1
+
+    def stopConnecting(self) -> None:
+        """Nothing to stop."""
+
+    def disconnect(self) -> None:
+        """Nothing to disconnect."""
+
+
+class LinkTestMixin:
+    """Builds one node and links on L{StringTransport}s."""
+
+    def setUp(self) -> None:
+        """A node C{srv-b} on a L{Clock}, with a recording listener."""
+        self.clock = Clock()
+        self.node = makeNode("srv-b", self.clock)
+        self.listener = RecordingListener()
+        self.node.addListener(self.listener)
+
+    def connect(self, direction: str = INBOUND, factory=None, node=None):
+        """A connected L{PeerProtocol} and its L{StringTransport}."""
+        node = node or self.node
+        proto = PeerProtocol(node, direction, factory)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 4000))
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def established(self, peer: str = "srv-a"):
+        """An inbound link that completed its HELLO exchange with C{peer}."""
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(hello(peer))
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+        transport.clear()
+        return proto, transport
+
+
+class HandshakeTests(LinkTestMixin, unittest.TestCase):
+    """The HELLO state machine of one link."""
+
+    def test_dialerSendsHelloFirst(self) -> None:
+        """
+        An outbound link writes exactly one HELLO on connect and is
+        HELLO_SENT; the peer's HELLO makes it ESTABLISHED without a second
+        HELLO, and SYNC_STATE with the local sessions follows.
+        """
+        self.node.clientConnected("s1", 12, "carlos", "10.1.1.1", [3, 8])
+        proto, transport = self.connect(OUTBOUND)
+        self.assertEqual(parseLines(transport.value()), [
+            {"type": "HELLO", "origin": "srv-b", "payload": {"serverId": "srv-b"}}])
+        self.assertIs(proto.state, LinkState.HELLO_SENT)
+        transport.clear()
+        proto.dataReceived(hello("srv-a"))
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+        self.assertEqual(proto.serverId, "srv-a")
+        self.assertEqual(parseLines(transport.value()), [
+            {"type": "SYNC_STATE", "origin": "srv-b", "payload": {"sessions": [
+                {"serverId": "srv-b", "sessionId": "s1", "clienteId": 12, "usuario": "carlos",
+                 "ip": "10.1.1.1", "canales": [3, 8]}]}}])
+        self.assertIs(self.node.linkFor("srv-a"), proto)
+
+    def test_acceptorWaitsThenAnswers(self) -> None:
+        """
+        An inbound link writes nothing until the peer's HELLO, then answers
+        HELLO followed by SYNC_STATE, and tells listeners.
+        """
+        proto, transport = self.connect(INBOUND)
+        self.assertEqual(transport.value(), b"")
+        self.assertIs(proto.state, LinkState.CONNECTING)
+        self.clock.advance(3)
+        proto.dataReceived(hello("srv-a"))
+        written = parseLines(transport.value())
+        self.assertEqual([m["type"] for m in written], ["HELLO", "SYNC_STATE"])
+        self.assertEqual(written[0]["payload"], {"serverId": "srv-b"})
+        self.assertEqual(written[1]["payload"], {"sessions": []})
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+        [(event, peer)] = self.listener.events
+        self.assertEqual(event, "peerConnected")
+        self.assertEqual(
+            (peer.serverId, peer.direction, peer.address, peer.since, peer.tls),
+            ("srv-a", "inbound", "10.0.0.9:4000", 3.0, False))
+
+    def test_eagerHello(self) -> None:
+        """
+        With C{eagerHello}, an acceptor sends HELLO at once too; the peer's
+        HELLO then establishes the link with no second HELLO.
+        """
+        self.node = makeNode("srv-b", self.clock, eagerHello=True)
+        proto, transport = self.connect(INBOUND)
+        self.assertEqual([m["type"] for m in parseLines(transport.value())], ["HELLO"])
+        self.assertIs(proto.state, LinkState.HELLO_SENT)
+        proto.dataReceived(hello("srv-a"))
+        self.assertEqual([m["type"] for m in parseLines(transport.value())], ["HELLO", "SYNC_STATE"])
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A link with no HELLO within C{handshakeTimeout} is closed and
+        counted; it never becomes a peer.
+        """
+        proto, transport = self.connect(INBOUND)
+        self.clock.advance(self.node.config.handshakeTimeout - 0.5)
+        self.assertFalse(transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.metrics.linksClosed["handshake_timeout"], 1)
+        lost(proto)
+        self.assertIs(proto.state, LinkState.CLOSED)
+        self.assertEqual(self.node._openLinks, set())
+        self.assertEqual(self.listener.events, [])
+
+    def test_helloCancelsTimeout(self) -> None:
+        """Once established, no timer is left and the link stays open."""
+        proto, transport = self.established()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(self.node.config.handshakeTimeout * 2)
+        self.assertFalse(transport.disconnecting)
+
+    def test_lossBeforeHelloCancelsTimeout(self) -> None:
+        """A link lost during the handshake leaves no timer behind."""
+        proto, transport = self.connect(INBOUND)
+        lost(proto)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_messageBeforeHelloRejected(self) -> None:
+        """
+        Any message before HELLO (in CONNECTING or HELLO_SENT) is counted
+        and dropped: no state change, no reply, the link stays up.
+        """
+        for direction, state in ((INBOUND, LinkState.CONNECTING), (OUTBOUND, LinkState.HELLO_SENT)):
+            proto, transport = self.connect(direction)
+            transport.clear()
+            proto.dataReceived(connected("srv-a", "s1") + sync("srv-a", "s2"))
+            self.assertIs(proto.state, state)
+            self.assertEqual(transport.value(), b"")
+            self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.node.metrics.rejectedInputs["before_handshake"], 4)
+        self.assertEqual(list(self.node.state.allSessions()), [])
+        self.assertEqual(self.node.metrics.messagesIn, {})
+
+    def test_duplicateHelloRejected(self) -> None:
+        """
+        A second HELLO on an established link is counted and ignored; the
+        link stays up and active, nothing is written.
+        """
+        proto, transport = self.established()
+        proto.dataReceived(hello("srv-a"))
+        self.assertEqual(self.node.metrics.rejectedInputs["duplicate_hello"], 1)
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+        self.assertIs(self.node.linkFor("srv-a"), proto)
+        self.assertEqual(transport.value(), b"")
+        self.assertFalse(transport.disconnecting)
+
+    def test_helloWithOtherIdOnEstablishedLink(self) -> None:
+        """A HELLO naming another server on an established link is refused."""
+        proto, transport = self.established()
+        proto.dataReceived(hello("srv-x"))
+        self.assertEqual(self.node.metrics.rejectedInputs["origin_mismatch"], 1)
+        self.assertEqual(proto.serverId, "srv-a")
+        self.assertIsNone(self.node.linkFor("srv-x"))
+
+    def test_selfLinkOutbound(self) -> None:
+        """
+        A HELLO carrying our own serverId on an outbound link closes it and
+        the dialing factory stops trying: no retry is scheduled.
+        """
+        factory = PeerClientFactory(self.node, "127.0.0.1:7001", self.clock)
+        connector = FakeConnector()
+        proto, transport = self.connect(OUTBOUND, factory)
+        proto.dataReceived(hello("srv-b"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.metrics.linksClosed["self_link"], 1)
+        self.assertFalse(factory.continueTrying)
+        lost(proto)
+        factory.clientConnectionLost(connector, Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(3600)
+        self.assertEqual(connector.connects, 0)
+        self.assertEqual(self.listener.events, [])
+        self.assertEqual(self.successResultOf(self.node.peers()), [])
+
+    def test_selfLinkInbound(self) -> None:
+        """An inbound HELLO with our own serverId closes the link, no peer."""
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(hello("srv-b"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertIsNone(self.node.linkFor("srv-b"))
+
+    def test_emptyServerIdRefused(self) -> None:
+        """A HELLO with an empty serverId is counted and the link closed."""
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(hello(""))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.metrics.rejectedInputs["field"], 1)
+        self.assertEqual(self.listener.events, [])
+
+    def test_originMismatchRejected(self) -> None:
+        """
+        A message whose C{origin} is not the link's serverId is counted and
+        dropped; the link stays up and the next good message is applied.
+        """
+        proto, transport = self.established()
+        proto.dataReceived(connected("srv-x", "s1") + connected("srv-a", "s2"))
+        self.assertEqual(self.node.metrics.rejectedInputs["origin_mismatch"], 1)
+        self.assertEqual([(s.serverId, s.sessionId) for s in self.node.state.allSessions()],
+                         [("srv-a", "s2")])
+        self.assertFalse(transport.disconnecting)
+
+    def test_sessionsAttributedToLinkServer(self) -> None:
+        """
+        The C{serverId} inside a session payload is ignored: the session
+        belongs to the link's server.
+        """
+        proto, transport = self.established()
+        proto.dataReceived(line("CLIENT_CONNECTED", "srv-a", {
+            "serverId": "srv-z", "sessionId": "s1", "clienteId": 1, "usuario": "u",
+            "ip": None, "canales": []}))
+        self.assertIsNotNone(self.node.state.session("srv-a", "s1"))
+        self.assertIsNone(self.node.state.session("srv-z", "s1"))
+
+    def test_laterRevisionFieldsIgnored(self) -> None:
+        """
+        C{target}, C{route} and C{instanceId} of a later spec revision are
+        accepted and ignored.
+        """
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(line("HELLO", "srv-a", {"serverId": "srv-a", "instanceId": "x1"},
+                                target=None, route=["srv-a"]))
+        proto.dataReceived(connected("srv-a", "s1")[:-2] + b', "route": ["srv-a"], "target": "srv-b"}\n')
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+        self.assertIsNotNone(self.node.state.session("srv-a", "s1"))
+        self.assertEqual(self.node.metrics.rejectedInputs, {})
+
+
+class FramingTests(LinkTestMixin, unittest.TestCase):
+    """Line framing and bad input on one link."""
+
+    def test_lineSplitAcrossManyReads(self) -> None:
+        """A line fed one byte at a time is decoded once, when complete."""
+        proto, transport = self.established()
+        data = connected("srv-a", "s1", canales=[4])
+        for i in range(len(data)):
+            self.assertIsNone(self.node.state.session("srv-a", "s1"))
+            proto.dataReceived(data[i:i + 1])
+        self.assertEqual(self.node.state.session("srv-a", "s1").canales, {4})
+        self.assertEqual(self.node.metrics.messagesIn["CLIENT_CONNECTED"], 1)
+
+    def test_severalLinesInOneRead(self) -> None:
+        """HELLO, SYNC_STATE and a CLIENT_CONNECTED in one read all apply."""
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(hello("srv-a") + sync("srv-a", "s1", "s2") + connected("srv-a", "s3"))
+        self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")},
+                         {"s1", "s2", "s3"})
+
+    def test_linesSplitAtOddPlaces(self) -> None:
+        """Reads that end mid-line and start mid-line are reassembled."""
+        proto, transport = self.established()
+        data = connected("srv-a", "s1") + connected("srv-a", "s2") + connected("srv-a", "s3")
+        for start in range(0, len(data), 37):
+            proto.dataReceived(data[start:start + 37])
+        self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")},
+                         {"s1", "s2", "s3"})
+
+    def test_crlfTolerated(self) -> None:
+        """Lines ending in CRLF are read like lines ending in LF."""
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(hello("srv-a")[:-1] + b"\r\n" + connected("srv-a", "s1")[:-1] + b"\r\n")
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+        self.assertIsNotNone(self.node.state.session("srv-a", "s1"))
+        self.assertEqual(self.node.metrics.rejectedInputs, {})
+
+    def test_blankLinesIgnored(self) -> None:
+        """Empty and whitespace-only lines are neither errors nor messages."""
+        proto, transport = self.connect(INBOUND)
+        proto.dataReceived(b"\n\r\n   \n\t\r\n")
+        self.assertEqual(self.node.metrics.rejectedInputs, {})
+        self.assertEqual(self.node.metrics.messagesIn, {})
+        self.assertIs(proto.state, LinkState.CONNECTING)
+        self.assertFalse(transport.disconnecting)
+
+    def test_partialLineOverMaxSyncClosesLink(self) -> None:
+        """
+        A partial line that grows past C{maxSyncLength} closes the link
+        with a reason naming the limit, before the line is complete.
+        """
+        self.node = makeNode("srv-b", self.clock, maxSyncLength=1000)
+        self.node.addListener(self.listener)
+        proto, transport = self.established()
+        proto.dataReceived(b"x" * 600)
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"x" * 600)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.metrics.rejectedInputs["oversize_line"], 1)
+        lost(proto)
+        self.assertEqual(self.listener.events[-1][:2], ("peerDisconnected", "srv-a"))
+        self.assertIn("exceeds 1000", self.listener.events[-1][2])
+
+    def test_tailOverMaxSyncInReadWithNewline(self) -> None:
+        """
+        An over-long partial tail after a complete line also closes the link.
+        """
+        self.node = makeNode("srv-b", self.clock, maxSyncLength=1000)
+        proto, transport = self.established()
+        proto.dataReceived(b"\n" + b"y" * 1200)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.node.metrics.rejectedInputs["oversize_line"], 1)
+
+    def test_completeLineOverMaxSyncClosesLink(self) -> None:
+        """A complete line longer than C{maxSyncLength} closes the link."""
+        self.node = makeNode("srv-b", self.clock, maxSyncLength=1000)
+        proto, transport = self.established()
+        proto.dataReceived(sync("srv-a", *[f"session-{i}" for i in range(40)]))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(list(self.node.state.sessionsOf("srv-a")), [])
+
+    def test_messageOverMaxMessageLengthRejected(self) -> None:
+        """
+        A non-SYNC line longer than C{maxMessageLength} is counted and
+        dropped; the link stays up, the next line is applied, and a
+        SYNC_STATE of that size is accepted.
+        """
+        self.node = makeNode("srv-b", self.clock, maxMessageLength=300)
+        proto, transport = self.established()
+        big = connected("srv-a", "big", usuario="u" * 400)
+        bigSync = sync("srv-a", *[f"session-{i}" for i in range(10)])
+        self.assertGreater(len(bigSync), 300)
+        proto.dataReceived(big + connected("srv-a", "small"))
+        self.assertEqual(self.node.metrics.rejectedInputs["oversize_message"], 1)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")}, {"small"})
+        proto.dataReceived(bigSync)
+        self.assertEqual(len(self.node.state.sessionsOf("srv-a")), 10)
+        self.assertEqual(self.node.metrics.rejectedInputs["oversize_message"], 1)
+
+    def test_badJsonCountedLinkStaysUp(self) -> None:
+        """
+        A line that is not JSON is counted; the lines after it in the same
+        read are still processed and the link stays up.
+        """
+        proto, transport = self.established()
+        proto.dataReceived(b"{not json\n" + connected("srv-a", "s1"))
+        self.assertEqual(self.node.metrics.rejectedInputs["json"], 1)
+        self.assertIsNotNone(self.node.state.session("srv-a", "s1"))
+        self.assertFalse(transport.disconnecting)
+        self.assertIs(proto.state, LinkState.ESTABLISHED)
+
+    def test_badUtf8CountedLinkStaysUp(self) -> None:
+        """A line that is not UTF-8 is counted as such; the link stays up."""
+        proto, transport = self.established()
+        proto.dataReceived(b'{"type":"CLIENT_CONNECTED","origin":"\xff\xfe"}\n' + connected("srv-a", "s1"))
+        self.assertEqual(self.node.metrics.rejectedInputs["utf8"], 1)
+        self.assertIsNotNone(self.node.state.session("srv-a", "s1"))
+        self.assertFalse(transport.disconnecting)
+
+    def test_badMessagesChangeNothing(self) -> None:
+        """
+        Unknown types, non-objects and mistyped fields are counted under
+        their reason and change no state.
+        """
+        proto, transport = self.established()
+        proto.dataReceived(
+            line("NOT_A_TYPE", "srv-a", {})
+            + b"[1, 2]\n"
+            + line("CLIENT_CONNECTED", "srv-a", {"sessionId": "s1", "clienteId": "doce",
+                                                 "usuario": "u"})
+            + line("CLIENT_CONNECTED", "srv-a", {"sessionId": "s1", "clienteId": 2 ** 64,
+                                                 "usuario": "u"}))
+        rejected = self.node.metrics.rejectedInputs
+        self.assertEqual((rejected["type"], rejected["envelope"], rejected["field"]), (1, 1, 2))
+        self.assertEqual(list(self.node.state.allSessions()), [])
+        self.assertEqual(self.listener.events[1:], [])
+        self.assertFalse(transport.disconnecting)
+
+
+class TwoNodeTests(unittest.TestCase):
+    """Two nodes linked in memory with L{iosim}."""
+
+    def setUp(self) -> None:
+        """Nodes C{srv-a} and C{srv-b}, each with one local session."""
+        self.clockA, self.clockB = Clock(), Clock()
+        self.a = makeNode("srv-a", self.clockA)
+        self.b = makeNode("srv-b", self.clockB)
+        self.a.clientConnected("sa", 1, "uno", None, [5])
+        self.b.clientConnected("sb", 2, "dos", None, [5])
+        self.listenerA = RecordingListener()
+        self.listenerB = RecordingListener()
+        self.a.addListener(self.listenerA)
+        self.b.addListener(self.listenerB)
+        self.factoryA = PeerClientFactory(self.a, "b:7001", self.clockA)
+        self.factoryB = PeerClientFactory(self.b, "a:7001", self.clockB)
+        self.a.outboundFactories.append(self.factoryA)
+        self.b.outboundFactories.append(self.factoryB)
+
+    def dial(self, dialer: ClusterNode, factory, acceptor: ClusterNode):
+        """
+        Connect C{dialer} (an outbound link built by C{factory}) to
+        C{acceptor} (an inbound link from L{PeerServerFactory}).
+
+        @return: C{(outboundLink, inboundLink, pump)}.
+        """
+        client, server, pump = iosim.connectedServerAndClient(
+            lambda: PeerServerFactory(acceptor).buildProtocol(None),
+            lambda: factory.buildProtocol(None),
+        )
+        pump.flush()
+        return client, server, pump
+
+    def test_handshakeAndSync(self) -> None:
+        """
+        Both sides become established and learn each other's session,
+        attributed to the other server.
+        """
+        out, inb, pump = self.dial(self.b, self.factoryB, self.a)
+        self.assertIs(out.state, LinkState.ESTABLISHED)
+        self.assertIs(inb.state, LinkState.ESTABLISHED)
+        self.assertEqual(self.a.state.session("srv-b", "sb").clienteId, 2)
+        self.assertEqual(self.b.state.session("srv-a", "sa").canales, {5})
+        [peer] = self.successResultOf(self.a.peers())
+        self.assertEqual((peer.serverId, peer.direction), ("srv-b", "inbound"))
+        [peer] = self.successResultOf(self.b.peers())
+        self.assertEqual((peer.serverId, peer.direction), ("srv-a", "outbound"))
+        self.assertEqual(self.a.metrics.messagesOut["SYNC_STATE"], 1)
+        self.assertEqual(self.b.metrics.messagesIn["SYNC_STATE"], 1)
+        self.assertEqual(self.factoryB.peerServerId, "srv-a")
+
+    def test_liveEventsFlow(self) -> None:
+        """After the handshake, presence changes on one side reach the other."""
+        out, inb, pump = self.dial(self.b, self.factoryB, self.a)
+        self.a.clientConnected("sa2", 3, "tres", None, [])
+        self.a.joinChannel("sa2", 9)
+        self.b.clientDisconnected("sb")
+        pump.flush()
+        self.assertEqual(self.b.state.session("srv-a", "sa2").canales, {9})
+        self.assertIsNone(self.a.state.session("srv-b", "sb"))
+
+    def test_activeLinkLossDropsSessions(self) -> None:
+        """
+        Losing the active link removes the peer's sessions and tells
+        listeners: sessionRemoved first, then peerDisconnected.
+        """
+        out, inb, pump = self.dial(self.b, self.factoryB, self.a)
+        self.listenerA.events.clear()
+        out.transport.loseConnection()
+        pump.flush()
+        self.assertIs(inb.state, LinkState.CLOSED)
+        self.assertEqual(self.a.state.sessionsOf("srv-b"), [])
+        self.assertEqual(self.listenerA.events[0], ("sessionRemoved", "srv-b", "sb"))
+        self.assertEqual(self.listenerA.events[1][:2], ("peerDisconnected", "srv-b"))
+        self.assertEqual(len(self.listenerA.events), 2)
+        self.assertEqual(self.successResultOf(self.a.peers()), [])
+        self.assertIsNone(self.b.state.session("srv-a", "sa"))
+
+    def tieBreak(self):
+        """
+        B dials A and the link is established; then A dials B.  Both sides
+        must keep the link dialed by srv-a (the smaller serverId).
+
+        @return: C{(bToA, aFromB, aToB, bFromA, pump1, pump2)}.
+        """
+        bToA, aFromB, pump1 = self.dial(self.b, self.factoryB, self.a)
+        self.listenerA.events.clear()
+        self.listenerB.events.clear()
+        aToB, bFromA, pump2 = self.dial(self.a, self.factoryA, self.b)
+        pump1.flush()
+        pump2.flush()
+        return bToA, aFromB, aToB, bFromA, pump1, pump2
+
+    def test_tieBreakKeepsLinkDialedBySmallerId(self) -> None:
+        """
+        Both nodes keep the srv-a-dialed connection, close the other with
+        reason C{duplicate}, lose no session and tell listeners nothing.
+        """
+        bToA, aFromB, aToB, bFromA, pump1, pump2 = self.tieBreak()
+        self.assertIs(self.a.linkFor("srv-b"), aToB)
+        self.assertIs(self.b.linkFor("srv-a"), bFromA)
+        self.assertIs(bToA.state, LinkState.CLOSED)
+        self.assertIs(aFromB.state, LinkState.CLOSED)
+        self.assertIs(aToB.state, LinkState.ESTABLISHED)
+        self.assertEqual(self.a.metrics.linksClosed["duplicate"]
+                         + self.b.metrics.linksClosed["duplicate"], 2)
+        self.assertIsNotNone(self.a.state.session("srv-b", "sb"))
+        self.assertIsNotNone(self.b.state.session("srv-a", "sa"))
+        self.assertEqual(self.listenerA.events, [])
+        self.assertEqual(self.listenerB.events, [])
+        self.assertEqual(self.a._openLinks, {aToB})
+        self.assertEqual(self.b._openLinks, {bFromA})
+        # The kept link carries later events.
+        self.b.clientConnected("sb2", 4, "cuatro")
+        pump2.flush()
+        self.assertIsNotNone(self.a.state.session("srv-b", "sb2"))
+
+    def test_tieBreakLoserFactoryOnStandby(self) -> None:
+        """
+        B's outbound link lost the tie-break: its factory goes on standby
+        and does not redial when that link closes; once the kept link is
+        lost, the factory wakes and redials.
+        """
+        bToA, aFromB, aToB, bFromA, pump1, pump2 = self.tieBreak()
+        self.assertTrue(self.factoryB.standby)
+        self.assertFalse(self.factoryA.standby)
+        connector = FakeConnector()
+        self.factoryB.clientConnectionLost(connector, Failure(ConnectionDone()))
+        self.assertEqual(self.clockB.getDelayedCalls(), [])
+        self.clockB.advance(3600)
+        self.assertEqual(connector.connects, 0)
+        aToB.transport.loseConnection()
+        pump2.flush()
+        self.assertFalse(self.factoryB.standby)
+        self.assertIsNone(self.b.state.session("srv-a", "sa"))
+        self.clockB.advance(self.factoryB.maxDelay * 2)
+        self.assertEqual(connector.connects, 1)
+
+    def test_tieBreakNewLinkLoses(self) -> None:
+        """
+        When the new link is the loser (srv-b has an inbound link from
+        srv-a, then dials srv-a), the new outbound link is closed and the
+        existing one stays active, sessions intact.
+        """
+        aToB, bFromA, pump1 = self.dial(self.a, self.factoryA, self.b)
+        bToA, aFromB, pump2 = self.dial(self.b, self.factoryB, self.a)
+        pump1.flush()
+        pump2.flush()
+        self.assertIs(self.b.linkFor("srv-a"), bFromA)
+        self.assertIs(self.a.linkFor("srv-b"), aToB)
+        self.assertIs(bToA.state, LinkState.CLOSED)
+        self.assertTrue(self.factoryB.standby)
+        self.assertIsNotNone(self.b.state.session("srv-a", "sa"))
+        self.assertIsNotNone(self.a.state.session("srv-b", "sb"))
+
+
+class DuplicateInboundTests(LinkTestMixin, unittest.TestCase):
+    """Two inbound links claiming one serverId."""
+
+    def test_newerInboundRefused(self) -> None:
+        """
+        The second inbound link that says it is srv-a is closed as a
+        duplicate; the first stays active and its sessions stay.
+        """
+        first, t1 = self.established("srv-a")
+        first.dataReceived(sync("srv-a", "s1"))
+        second, t2 = self.connect(INBOUND)
+        second.dataReceived(hello("srv-a"))
+        self.assertTrue(t2.disconnecting)
+        self.assertFalse(t1.disconnecting)
+        self.assertEqual(self.node.metrics.linksClosed["duplicate"], 1)
+        self.assertIs(self.node.linkFor("srv-a"), first)
+        lost(second)
+        self.assertIsNotNone(self.node.state.session("srv-a", "s1"))
+        self.assertIs(self.node.linkFor("srv-a"), first)
+        self.assertNotIn("peerDisconnected", [e[0] for e in self.listener.events])
+
+    def test_inactiveLinkStateIgnored(self) -> None:
+        """
+        State messages arriving on a duplicate link before it closes are
+        not applied (counted as from an inactive link).
+        """
+        first, t1 = self.established("srv-a")
+        second, t2 = self.connect(INBOUND)
+        second.dataReceived(hello("srv-a") + connected("srv-a", "sneaky"))
+        self.assertIsNone(self.node.state.session("srv-a", "sneaky"))
+
+
+class ClientFactoryTests(unittest.TestCase):
+    """Backoff, reset and standby of L{PeerClientFactory}."""
+
+    def setUp(self) -> None:
+        """A factory on a L{Clock} with a fake connector."""
+        self.clock = Clock()
+        self.node = makeNode("srv-b", self.clock)
+        self.factory = PeerClientFactory(self.node, "127.0.0.1:7001", self.clock)
+        self.connector = FakeConnector()
+
+    def failAttempts(self, times: int = 1) -> list[float]:
+        """
+        Fail C{times} connection attempts, running each scheduled retry.
+
+        @return: the delay of each scheduled retry.
+        """
+        delays = []
+        for _ in range(times):
+            self.factory.clientConnectionFailed(self.connector, Failure(ConnectionDone()))
+            [call] = self.clock.getDelayedCalls()
+            delays.append(call.getTime() - self.clock.seconds())
+            self.clock.advance(call.getTime() - self.clock.seconds())
+        return delays
+
+    def test_resetDelayOnlyAfterHello(self) -> None:
+        """
+        A TCP connection alone does not reset the backoff; a completed HELLO
+        exchange does.
+        """
+        self.failAttempts(4)
+        grown = self.factory.delay
+        self.assertGreater(grown, self.factory.initialDelay * 2)
+        proto = self.factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertEqual(self.factory.delay, grown)
+        proto.dataReceived(hello("srv-a"))
+        self.assertEqual(self.factory.delay, self.factory.initialDelay)
+        self.assertEqual(self.factory.retries, 0)
+
+    def test_backoffGrowsAndIsCapped(self) -> None:
+        """
+        Retry delays grow and never exceed C{maxDelay}, even with the
+        largest jitter.
+        """
+        self.patch(twistedProtocol.random, "normalvariate", lambda mu, sigma: mu + 3 * sigma)
+        self.factory.maxDelay = 5.0
+        delays = self.failAttempts(10)
+        self.assertLess(delays[0], delays[1])
+        self.assertLess(delays[1], delays[2])
+        self.assertLessEqual(max(delays), 5.0)
+        self.assertLessEqual(self.factory.delay, 5.0)
+        self.assertEqual(self.connector.connects, 10)
+
+    def test_standbyDoesNotRetry(self) -> None:
+        """A factory on standby schedules no retry after a lost or failed link."""
+        self.factory.standby = True
+        self.factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
+        self.factory.clientConnectionFailed(self.connector, Failure(ConnectionDone()))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_wakeRetries(self) -> None:
+        """C{wake} leaves standby and redials after a short delay."""
+        self.factory.standby = True
+        self.factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
+        self.factory.wake()
+        self.assertFalse(self.factory.standby)
+        [call] = self.clock.getDelayedCalls()
+        self.assertLessEqual(call.getTime() - self.clock.seconds(), self.factory.maxDelay)
+        self.clock.advance(call.getTime() - self.clock.seconds())
+        self.assertEqual(self.connector.connects, 1)
+
+    def test_wakeNotOnStandbyDoesNothing(self) -> None:
+        """C{wake} on a factory that is not on standby schedules nothing."""
+        self.factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
+        [call] = self.clock.getDelayedCalls()
+        self.factory.wake()
+        self.assertEqual(self.clock.getDelayedCalls(), [call])
+
+    def test_wakeAfterStopDoesNothing(self) -> None:
+        """A stopped factory is not revived by C{wake}."""
+        self.factory.standby = True
+        self.factory.clientConnectionLost(self.connector, Failure(ConnectionDone()))
+        self.factory.stopTrying()
+        self.factory.wake()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
