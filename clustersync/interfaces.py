@@ -220,7 +220,10 @@ class ICluster(Interface):
         @return: a L{Deferred} firing with the new
             L{clustersync.codec.SessionInfo}; failing with
             L{DuplicateSession} if C{sessionId} is already a local session,
-            with L{clustersync.state.StateLimitError} over a limit.
+            with L{clustersync.state.StateLimitError} over a limit, with
+            C{TypeError}/C{ValueError} for a value the wire cannot carry
+            (ids must be 64-bit C{int}s; C{sessionId}, C{usuario} C{str}s;
+            C{ip} a C{str} or C{None}).
         """
 
     def clientDisconnected(sessionId):

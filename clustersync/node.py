@@ -84,6 +84,27 @@ def _peerInfo(link) -> PeerInfo:
     return PeerInfo(link.serverId, link.direction, link.peerAddress, link.since or 0.0, link.tls)
 
 
+def _wireInt(name: str, value) -> int:
+    """
+    C{value} if the wire can carry it as a 64-bit integer.
+
+    @raise TypeError: not an C{int} (a C{bool} is not one).
+    @raise ValueError: outside the signed 64-bit range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(f"{name} {value} is not a 64-bit integer")
+    return value
+
+
+def _wireStr(name: str, value, optional: bool = False):
+    """C{value} if it is a C{str} (or C{None} when C{optional}); else C{TypeError}."""
+    if not isinstance(value, str) and not (optional and value is None):
+        raise TypeError(f"{name} must be a str, got {value!r}")
+    return value
+
+
 @implementer(ICluster)
 class ClusterNode:
     """
@@ -497,10 +518,15 @@ class ClusterNode:
     def clientConnected(self, sessionId: str, clienteId: int, usuario: str,
                         ip: str | None = None, canales=()) -> Deferred:
         """See L{ICluster.clientConnected}."""
+        try:
+            session = SessionInfo(
+                _wireStr("sessionId", sessionId), _wireInt("clienteId", clienteId),
+                _wireStr("usuario", usuario), self.serverId, _wireStr("ip", ip, True),
+                set(_wireInt("canalId", c) for c in canales))
+        except (TypeError, ValueError) as e:
+            return fail(e)
         if self.state.session(self.serverId, sessionId) is not None:
             return fail(DuplicateSession(f"session {sessionId!r} already exists"))
-        session = SessionInfo(sessionId, int(clienteId), usuario, self.serverId, ip,
-                              set(int(c) for c in canales))
         try:
             changes = self.state.addSession(self.serverId, session)
         except StateLimitError as e:
@@ -528,8 +554,9 @@ class ClusterNode:
         if session is None:
             return fail(UnknownSession(f"no local session {sessionId!r}"))
         try:
-            changes = self.state.setMembership(self.serverId, sessionId, int(canalId), joined)
-        except StateLimitError as e:
+            canalId = _wireInt("canalId", canalId)
+            changes = self.state.setMembership(self.serverId, sessionId, canalId, joined)
+        except (StateLimitError, TypeError, ValueError) as e:
             return fail(e)
         if changes:
             self._toAllPeers(

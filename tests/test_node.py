@@ -295,6 +295,40 @@ class LifecycleTests(NodeTestMixin, unittest.TestCase):
         self.noLines()
         self.assertEqual(self.node.state.session("srv-a", "s1").clienteId, 12)
 
+    def test_valuesTheWireCannotCarry(self) -> None:
+        """
+        Values peers would refuse (a non-integer or over-64-bit id, a
+        non-string sessionId/usuario/ip, a non-integer channel) fail the
+        Deferred with C{TypeError} or C{ValueError}; no state, no line, no
+        event.
+        """
+        bad = [
+            ("s1", "doce", "carlos", None, ()),
+            ("s1", 2 ** 63, "carlos", None, ()),
+            ("s1", True, "carlos", None, ()),
+            ("s1", 12.5, "carlos", None, ()),
+            ("s1", 12, 5, None, ()),
+            (5, 12, "carlos", None, ()),
+            ("s1", 12, "carlos", 10, ()),
+            ("s1", 12, "carlos", None, ["x"]),
+            ("s1", 12, "carlos", None, [-(2 ** 63) - 1]),
+        ]
+        for args in bad:
+            f = self.failureResultOf(self.node.clientConnected(*args))
+            self.assertTrue(f.check(TypeError, ValueError), (args, f))
+        self.assertEqual(list(self.node.state.allSessions()), [])
+        self.noLines()
+        self.assertEqual(self.recorder.events, [])
+        self.successResultOf(self.node.clientConnected("s1", 2 ** 63 - 1, "carlos", None, [0]))
+        self.assertOneLineEach()
+        for canalId in ("tres", 2 ** 63, None):
+            f = self.failureResultOf(self.node.joinChannel("s1", canalId))
+            self.assertTrue(f.check(TypeError, ValueError), (canalId, f))
+            f = self.failureResultOf(self.node.leaveChannel("s1", canalId))
+            self.assertTrue(f.check(TypeError, ValueError), (canalId, f))
+        self.noLines()
+        self.assertEqual(self.node.state.session("srv-a", "s1").canales, {0})
+
     def test_sameIdAsRemoteSessionIsFine(self) -> None:
         """A local session may reuse a sessionId a peer uses."""
         self.remote(self.b, "session-1", 5)
