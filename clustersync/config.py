@@ -64,6 +64,12 @@ class NodeConfig:
     maxChannelsPerSession: int | None = 10_000
     reconnectMaxDelay: float = 30.0
     connectTimeout: float = 10.0
+    #: Longest chat-client request line (bytes); longer closes the client.
+    clientMaxLine: int = 65536
+    #: Chat-client requests per second (sustained) and burst before a
+    #: flooding client is closed.
+    clientRate: float = 20.0
+    clientBurst: int = 100
     web: str | None = DEFAULT_WEB
     logJson: str | None = None
 
@@ -152,6 +158,9 @@ _KEYS = {
     "max_channels_per_session": ("maxChannelsPerSession", _optPositiveInt),
     "reconnect_max_delay": ("reconnectMaxDelay", _positive(float)),
     "connect_timeout": ("connectTimeout", _positive(float)),
+    "client_max_line": ("clientMaxLine", _positive(int)),
+    "client_rate": ("clientRate", _positive(float)),
+    "client_burst": ("clientBurst", _positive(int)),
     "web": ("web", _optStr),
     "log_json": ("logJson", _optStr),
 }
