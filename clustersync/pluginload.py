@@ -1,25 +1,34 @@
 """
-Discovery of L{IMessageHandler} plugins with L{twisted.plugin}.
+Discovery of L{IMessageHandler} and L{INodeExtension} plugins.
 
-Built-in handlers come from L{clustersync.plugins}; each C{--plugin-dir}
-directory is appended to that package's C{__path__} (as Twisted does for
-C{twisted.plugins}), so L{twisted.plugin.getPlugins} scans it too.  Every
-C{.py} file of such a directory is imported first on its own, so that one
-that fails is reported by name (and skipped) instead of being swallowed by
-C{getPlugins}.  Mounting is process-wide: a directory, once loaded, stays
-part of the package.
+Built-in plugins are L{twisted.plugin} drop-ins of L{clustersync.plugins},
+found with L{twisted.plugin.getPlugins}.
+
+Each C{--plugin-dir} holds drop-in files written exactly the same way (a
+module whose module-level objects provide L{IPlugin} and the interface).
+clustersync imports each C{.py} file of such a directory itself, as a
+module of a package private to that directory, and collects its providers
+as L{getPlugins} would.  Doing the import itself, rather than through
+L{getPlugins}, is what lets a file that fails to import be reported by name
+and skipped (L{getPlugins} only logs and swallows the error), keeps two
+directories with a file of the same name apart, keeps one node's
+directories from leaking into another node built in the same process, and
+writes no C{dropin.cache} into the plugin directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import sys
+import types
 
 import attrs
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
+from twisted.plugin import IPlugin, getPlugins
 
+from clustersync.codec import MESSAGE_TYPES
 from clustersync.interfaces import IMessageHandler, INodeExtension
 
 __all__ = ["PluginFailure", "loadHandlers", "loadExtensions"]
@@ -30,86 +39,161 @@ _log = Logger()
 @attrs.frozen
 class PluginFailure:
     """
-    A plugin file that could not be imported.
+    A plugin file (or directory) that could not be used.
 
-    @ivar path: the file.
-    @ivar error: the exception text.
+    @ivar path: the file or directory.
+    @ivar error: why, as text (the exception for a failed import).
     """
 
     path: str
     error: str
 
 
-def _mountDirectory(directory: str):
+def _package(directory: str) -> types.ModuleType:
     """
-    Add C{directory} to the C{__path__} of L{clustersync.plugins}, the way
-    Twisted's own C{twisted.plugins} takes in other directories: its files
-    become drop-ins of that package for L{getPlugins}.
+    The package whose C{__path__} is C{directory}, created once per
+    directory (its name is derived from the absolute path).
     """
-    import clustersync.plugins as package
-
-    path = os.path.abspath(directory)
-    if path not in package.__path__:
-        package.__path__.append(path)
+    path = os.path.realpath(directory)
+    digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    name = f"clustersync_plugindir_{digest}"
+    package = sys.modules.get(name)
+    if package is None:
+        package = types.ModuleType(name, f"clustersync plugin directory {path}")
+        package.__path__ = [path]
+        package.__package__ = name
+        sys.modules[name] = package
     return package
 
 
-def _sortKey(handler) -> tuple:
-    return (type(handler).__module__, getattr(handler, "name", ""))
-
-
-def loadExtensions(pluginDirs=()) -> list:
+def _importDirectory(directory: str) -> tuple[list[types.ModuleType], list[PluginFailure]]:
     """
-    Find every L{INodeExtension} plugin: built-in ones and those of the
-    directories mounted by L{loadHandlers} (their import failures are
-    reported there), sorted by module and name.
-    """
-    import clustersync.plugins as package
+    Import every plugin file of C{directory} (C{*.py}, not starting with
+    C{_}), in file-name order.
 
-    for directory in pluginDirs:
-        if os.path.isdir(directory):
-            _mountDirectory(directory)
-    return sorted(getPlugins(INodeExtension, package), key=_sortKey)
+    @return: the modules that imported, and one L{PluginFailure} per file
+        that did not (or for the directory itself if it is not one).
+    """
+    if not os.path.isdir(directory):
+        return [], [PluginFailure(directory, "not a directory")]
+    package = _package(directory)
+    modules: list[types.ModuleType] = []
+    failures: list[PluginFailure] = []
+    for entry in sorted(os.listdir(directory)):
+        stem, ext = os.path.splitext(entry)
+        if ext != ".py" or stem.startswith("_") or not stem.isidentifier():
+            continue
+        name = f"{package.__name__}.{stem}"
+        try:
+            modules.append(importlib.import_module(name))
+        except Exception as e:  # a plugin must never stop the node
+            sys.modules.pop(name, None)
+            failures.append(
+                PluginFailure(os.path.join(directory, entry), f"{type(e).__name__}: {e}")
+            )
+    return modules, failures
+
+
+def _providers(module: types.ModuleType, interface) -> list:
+    """
+    The module-level objects of C{module} that provide L{IPlugin} and
+    adapt to C{interface}, sorted by attribute name (the drop-in
+    convention of L{twisted.plugin}).
+    """
+    found = []
+    for attribute, value in sorted(vars(module).items()):
+        if attribute.startswith("__") or not IPlugin.providedBy(value):
+            continue
+        adapted = interface(value, None)
+        if adapted is not None:
+            found.append(adapted)
+    return found
+
+
+def _checkHandler(handler) -> str | None:
+    """
+    Why C{handler} cannot be registered on a node, or C{None} if it can.
+    """
+    name = getattr(handler, "name", None)
+    if not isinstance(name, str) or not name:
+        return f"handler {handler!r} has no name"
+    types_ = getattr(handler, "messageTypes", None)
+    if isinstance(types_, str) or not isinstance(types_, (tuple, list)) or not types_:
+        return f"handler {name!r}: messageTypes must be a non-empty tuple of type names"
+    unknown = [t for t in types_ if t not in MESSAGE_TYPES]
+    if unknown:
+        return f"handler {name!r}: unknown message type(s) {', '.join(map(repr, unknown))}"
+    if not callable(getattr(handler, "handleMessage", None)):
+        return f"handler {name!r} has no handleMessage method"
+    return None
+
+
+def _builtinHandlers() -> list:
+    """The built-in handlers, found with L{getPlugins}, in spec order."""
+    import clustersync.plugins as builtin
+    from clustersync.handlers import BUILTIN_HANDLERS
+
+    order = {id(h): i for i, h in enumerate(BUILTIN_HANDLERS)}
+    return sorted(
+        getPlugins(IMessageHandler, builtin),
+        key=lambda h: (order.get(id(h), len(order)), getattr(h, "name", "")),
+    )
 
 
 def loadHandlers(pluginDirs=()) -> tuple[list, list[PluginFailure]]:
     """
     Find every L{IMessageHandler} plugin.
 
-    @param pluginDirs: directories holding extra plugin C{.py} files.
+    @param pluginDirs: directories holding extra drop-in C{.py} files.
     @return: C{(handlers, failures)}: the built-in handlers first (in spec
-        order), then each directory's handlers sorted by module and name;
-        and one L{PluginFailure} per file that failed to import.
+        order), then each directory's handlers in file-name order (within a
+        file, by attribute name), each object once; and one
+        L{PluginFailure} per directory that does not exist, per file that
+        failed to import, and per handler that cannot be registered (no
+        name, no C{handleMessage}, or a message type the codec does not
+        know).  Every failure is also logged.
     """
-    import clustersync.plugins as builtin
-    from clustersync.handlers import BUILTIN_HANDLERS
-
+    handlers = _builtinHandlers()
+    seen = {id(h) for h in handlers}
     failures: list[PluginFailure] = []
     for directory in pluginDirs:
-        if not os.path.isdir(directory):
-            failures.append(PluginFailure(directory, "not a directory"))
-            _log.error("plugin directory {path} does not exist", path=directory)
-            continue
-        _mountDirectory(directory)
-        for entry in sorted(os.listdir(directory)):
-            stem, ext = os.path.splitext(entry)
-            if ext != ".py" or stem.startswith("_") or not stem.isidentifier():
-                continue
-            path = os.path.join(directory, entry)
-            moduleName = f"{builtin.__name__}.{stem}"
-            try:
-                importlib.import_module(moduleName)
-            except Exception as e:  # a plugin must never stop the node
-                sys.modules.pop(moduleName, None)
-                failures.append(PluginFailure(path, f"{type(e).__name__}: {e}"))
-                _log.error(
-                    "plugin {path} failed to import and is skipped: {error}",
-                    path=path,
-                    error=f"{type(e).__name__}: {e}",
-                )
-    order = {id(h): i for i, h in enumerate(BUILTIN_HANDLERS)}
-    handlers = sorted(
-        getPlugins(IMessageHandler, builtin),
-        key=lambda h: (order.get(id(h), len(order)), _sortKey(h)),
-    )
+        modules, dirFailures = _importDirectory(directory)
+        failures.extend(dirFailures)
+        for module in modules:
+            for handler in _providers(module, IMessageHandler):
+                if id(handler) in seen:
+                    continue
+                problem = _checkHandler(handler)
+                if problem is not None:
+                    failures.append(PluginFailure(module.__file__, problem))
+                    continue
+                seen.add(id(handler))
+                handlers.append(handler)
+    for failure in failures:
+        _log.error(
+            "plugin {path} is skipped: {error}", path=failure.path, error=failure.error
+        )
     return handlers, failures
+
+
+def loadExtensions(pluginDirs=()) -> list:
+    """
+    Find every L{INodeExtension} plugin: the built-in ones (found with
+    L{getPlugins}, sorted by name), then each directory's in file-name
+    order.  Files that fail to import are skipped here; L{loadHandlers},
+    called first by L{clustersync.service.makeNodeService}, reports them.
+    """
+    import clustersync.plugins as builtin
+
+    extensions = sorted(
+        getPlugins(INodeExtension, builtin), key=lambda e: getattr(e, "name", "")
+    )
+    seen = {id(e) for e in extensions}
+    for directory in pluginDirs:
+        modules, _ = _importDirectory(directory)
+        for module in modules:
+            for extension in _providers(module, INodeExtension):
+                if id(extension) not in seen:
+                    seen.add(id(extension))
+                    extensions.append(extension)
+    return extensions
