@@ -21,7 +21,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from clustersync import admin
-from clustersync.config import ConfigError, NodeConfig
+from clustersync.config import NodeConfig
 from clustersync.gateway import Gateway, GatewayExtension, GatewayService
 from clustersync.gateway.auth import (
     ChatUser,
@@ -556,12 +556,15 @@ class ExtensionTests(unittest.TestCase):
         node = ClusterNode(NodeConfig(serverId="x", clients=None), Clock())
         self.assertIsNone(GatewayExtension().makeService(node, node.config, Clock()))
 
-    def test_missingConfiguredUsersFile(self):
-        """A configured users file that does not exist fails at startup, naming the key."""
-        config = NodeConfig(serverId="x", usersFile=self.mktemp())
+    def test_configuredUsersFile(self):
+        """The service uses C{users_file}, or ./clustersync-users.json by default."""
+        path = self.mktemp()
+        config = NodeConfig(serverId="x", usersFile=path)
         node = ClusterNode(config, Clock())
-        e = self.assertRaises(ConfigError, GatewayExtension().makeService, node, config, Clock())
-        self.assertEqual(e.key, "users_file")
+        self.assertEqual(GatewayExtension().makeService(node, config, Clock()).usersFile, path)
+        config.usersFile = None
+        self.assertEqual(GatewayExtension().makeService(node, config, Clock()).usersFile,
+                         "clustersync-users.json")
 
     def test_pluginFound(self):
         """The gateway is found as an INodeExtension plugin."""
@@ -580,7 +583,7 @@ class ExtensionTests(unittest.TestCase):
         config = NodeConfig(serverId="x", clients="tcp:7999:interface=127.0.0.1")
         node = ClusterNode(config, reactor)
         path = self.mktemp()
-        service = GatewayService(node, config, reactor, path, createDemo=True)
+        service = GatewayService(node, config, reactor, path)
         service.startService()
         self.assertTrue(os.path.exists(path))
         self.assertIs(node._delivery, service.gateway)

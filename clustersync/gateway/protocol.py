@@ -457,6 +457,8 @@ class ClientProtocol(Protocol):
 class ClientFactory(Factory):
     """Builds a L{ClientProtocol} per connection, for one gateway."""
 
+    noisy = False
+
     def __init__(self, gateway) -> None:
         self.gateway = gateway
 

@@ -15,7 +15,6 @@ from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-from clustersync.config import ConfigError
 from clustersync.errors import ClusterError
 from clustersync.gateway.auth import (
     DEFAULT_USERS_FILE,
@@ -151,24 +150,20 @@ class Gateway:
 def resolveUsersFile(config) -> str:
     """
     The users file of C{config}: C{users_file}, or L{DEFAULT_USERS_FILE} in
-    the current directory.
-
-    @raise ConfigError: C{users_file} is set but does not exist.
+    the current directory.  (A missing file is created with demo accounts
+    when the service starts.)
     """
-    if config.usersFile is None:
-        return DEFAULT_USERS_FILE
-    if not os.path.exists(config.usersFile):
-        raise ConfigError(
-            "users_file",
-            f"{config.usersFile} does not exist (create it with "
-            f"'clustersync-admin adduser NAME --cliente-id N --users-file {config.usersFile}')")
-    return config.usersFile
+    return config.usersFile if config.usersFile is not None else DEFAULT_USERS_FILE
 
 
 class GatewayService(Service):
     """
     Listens for chat clients on an endpoint string and serves them with a
     L{Gateway}; it is the node's local delivery.
+
+    If the users file does not exist when it starts (and C{createDemo}), it
+    is created with the demo accounts, whose passwords are logged and
+    written next to it (several nodes sharing one file create it once).
 
     @ivar gateway: the L{Gateway} (C{None} until started).
     @ivar port: the listening port (C{None} until listening).
@@ -177,7 +172,7 @@ class GatewayService(Service):
     name = "gateway"
     _log = Logger()
 
-    def __init__(self, node, config, reactor, usersFile: str, createDemo: bool) -> None:
+    def __init__(self, node, config, reactor, usersFile: str, createDemo: bool = True) -> None:
         self.node = node
         self.config = config
         self.reactor = reactor
@@ -270,10 +265,7 @@ class GatewayExtension:
         """
         @return: a L{GatewayService}, or C{None} if C{config.clients} is
             C{None}.
-        @raise ConfigError: C{users_file} names a missing file.
         """
         if config.clients is None:
             return None
-        usersFile = resolveUsersFile(config)
-        return GatewayService(node, config, reactor, usersFile,
-                              createDemo=config.usersFile is None)
+        return GatewayService(node, config, reactor, resolveUsersFile(config))
