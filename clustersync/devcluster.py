@@ -42,6 +42,7 @@ def nodeConfig(name: str, runDir: str, extra: dict | None = None) -> dict:
         "server_id": name,
         "listen": f"tcp:{peerPort}:interface=127.0.0.1",
         "clients": f"tcp:{clientPort}:interface=127.0.0.1",
+        "web": f"tcp:{webPort}:interface=127.0.0.1",
         "peers": [f"127.0.0.1:{p}" for n, (p, _, _) in NODES.items() if n != name],
         "users_file": os.path.join(runDir, "users.json"),
     }
