@@ -53,7 +53,7 @@ def spawnNode(testCase, serverId: str, port: int, peers, seed: str) -> _NodeProc
     env = dict(os.environ, CLUSTERSYNC_SEED=seed)
     args = [twistd, "--nodaemon", "--pidfile=", "--logfile=-", "clustersync",
             "--server-id", serverId, "--listen", f"tcp:{port}:interface=127.0.0.1",
-            "--clients", "none", "--plugin-dir", SEEDS]
+            "--clients", "none", "--web", "none", "--plugin-dir", SEEDS]
     for p in peers:
         args += ["--peer", p]
     transport = reactor.spawnProcess(proto, twistd, args, env=env, path=os.getcwd())
