@@ -241,6 +241,10 @@ class PeerProtocol(LineOnlyReceiver):
             )
             if self.factory is not None and self.direction == OUTBOUND:
                 self.factory.stopTrying()
+            if self.state is LinkState.CONNECTING:
+                # Answer before closing: the dialer is this node too, and
+                # only our HELLO tells its factory to stop redialing.
+                self._sendHello()
             self.close("self-link", "self_link")
             return
         if not serverId:

@@ -225,7 +225,8 @@ class ClusterNode:
         peer = link.serverId
         if link.direction == "outbound" and link.factory is not None:
             link.factory.peerServerId = peer
-            link.factory.resetDelay()
+            if link.factory.continueTrying:  # resetDelay would revive a stopped factory
+                link.factory.resetDelay()
         current = self._links.get(peer)
         if current is None:
             self._links[peer] = link

@@ -291,11 +291,15 @@ class HandshakeTests(LinkTestMixin, unittest.TestCase):
         self.assertEqual(self.successResultOf(self.node.peers()), [])
 
     def test_selfLinkInbound(self) -> None:
-        """An inbound HELLO with our own serverId closes the link, no peer."""
+        """
+        An inbound HELLO with our own serverId closes the link, no peer; our
+        HELLO is answered first so that the dialer (this node) stops.
+        """
         proto, transport = self.connect(INBOUND)
         proto.dataReceived(hello("srv-b"))
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(parseLines(transport.value()), [
+            {"type": "HELLO", "origin": "srv-b", "payload": {"serverId": "srv-b"}}])
         self.assertIsNone(self.node.linkFor("srv-b"))
 
     def test_emptyServerIdRefused(self) -> None:
@@ -758,3 +762,51 @@ class ClientFactoryTests(unittest.TestCase):
         self.factory.stopTrying()
         self.factory.wake()
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SelfDialTests(unittest.TestCase):
+    """A node whose peer list names its own address."""
+
+    def test_selfDialStopsTrying(self) -> None:
+        """
+        A node that dials itself (its acceptor does not send HELLO first)
+        still learns it is talking to itself: both ends close and the
+        dialing factory stops trying.
+        """
+        clock = Clock()
+        node = makeNode("srv-a", clock)
+        factory = PeerClientFactory(node, "127.0.0.1:7001", clock)
+        client, server, pump = iosim.connectedServerAndClient(
+            lambda: PeerServerFactory(node).buildProtocol(None),
+            lambda: factory.buildProtocol(None),
+        )
+        pump.flush()
+        self.assertIs(client.state, LinkState.CLOSED)
+        self.assertIs(server.state, LinkState.CLOSED)
+        self.assertFalse(factory.continueTrying)
+        self.assertIsNone(node.linkFor("srv-a"))
+        self.assertEqual(node._openLinks, set())
+
+
+class StoppedFactoryTests(unittest.TestCase):
+    """A factory stopped while its link is still in the handshake."""
+
+    def test_helloDoesNotReviveStoppedFactory(self) -> None:
+        """
+        If the factory was told to stop trying (the dial service stopped)
+        before its link's HELLO exchange completed, completing it does not
+        make the factory redial once the link is lost.
+        """
+        clock = Clock()
+        node = makeNode("srv-b", clock)
+        factory = PeerClientFactory(node, "127.0.0.1:7001", clock)
+        connector = FakeConnector()
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(StringTransport())
+        factory.stopTrying()
+        proto.dataReceived(hello("srv-a"))
+        self.assertFalse(factory.continueTrying)
+        lost(proto)
+        factory.clientConnectionLost(connector, Failure(ConnectionDone()))
+        clock.advance(3600)
+        self.assertEqual(connector.connects, 0)
