@@ -225,21 +225,22 @@ class ClusterState:
 
         @raise StateLimitError: a configured limit would be exceeded.
         """
-        view = self._servers.get(serverId)
-        if view is None:
-            view = self._servers[serverId] = _ServerView()
         self._checkChannels(len(session.canales))
-        old = view.sessions.get(session.sessionId)
+        view = self._servers.get(serverId)
+        old = None if view is None else view.sessions.get(session.sessionId)
+        count = 0 if view is None else len(view.sessions)
         if (
             old is None
             and serverId != self.localId
             and self.maxSessionsPerServer is not None
-            and len(view.sessions) >= self.maxSessionsPerServer
+            and count >= self.maxSessionsPerServer
         ):
             raise StateLimitError(
-                f"server {serverId!r} already has {len(view.sessions)} sessions "
+                f"server {serverId!r} already has {count} sessions "
                 f"(limit {self.maxSessionsPerServer})"
             )
+        if view is None:
+            view = self._servers[serverId] = _ServerView()
         session.serverId = serverId
         changes = []
         if old is not None:
@@ -311,7 +312,6 @@ class ClusterState:
         incoming: dict[str, SessionInfo] = {}
         for s in sessions:
             self._checkChannels(len(s.canales))
-            s.serverId = serverId
             incoming[s.sessionId] = s
         if (
             serverId != self.localId
@@ -322,6 +322,8 @@ class ClusterState:
                 f"SYNC_STATE of {serverId!r} has {len(incoming)} sessions "
                 f"(limit {self.maxSessionsPerServer})"
             )
+        for s in incoming.values():
+            s.serverId = serverId
         view = self._servers.get(serverId)
         if view is None:
             view = self._servers[serverId] = _ServerView()
