@@ -40,7 +40,7 @@ PROVIDERS: list[tuple[str, str, Callable, Callable]] = []
 
 #: Modules imported before parsing, so they can call L{registerCommand}
 #: (a missing one is skipped).
-PROVIDER_MODULES: list[str] = ["clustersync.admincluster"]
+PROVIDER_MODULES: list[str] = ["clustersync.admincluster", "clustersync.adminops"]
 
 
 def registerCommand(name: str, help: str, setup: Callable, run: Callable) -> None:
