@@ -132,9 +132,19 @@ class LegacyPeer:
         return self.listener.getsockname()[1]
 
     def accept(self) -> None:
-        """Accept one connection (blocking, bounded)."""
+        """Accept one connection (blocking, bounded); it replaces the current one."""
         self.sock, _ = self.listener.accept()
         self.sock.settimeout(SOCKET_TIMEOUT)
+        self._buffer = b""
+
+    def waitClosed(self) -> None:
+        """Read (and strictly check) until the node closes the connection."""
+        while True:
+            try:
+                self.readLine()
+            except ConnectionError:
+                return
+            strictParse(self.rawLines[-1])
 
     def dial(self, port: int) -> None:
         """Connect to C{127.0.0.1:port}."""
@@ -204,7 +214,7 @@ class InteropTests(unittest.TestCase):
     def startNode(self, peers=(), **settings):
         """Start a node C{srv-node} with one local session C{n1} (user 5, channel 3)."""
         self.cond = Conditions(reactor)
-        _, self.node, self.port, self.delivery = yield startNode(
+        self.service, self.node, self.port, self.delivery = yield startNode(
             self, reactor, "srv-node", peers, conditions=self.cond, **settings)
         yield self.node.clientConnected("n1", 5, "nodo", "10.0.0.1", [3])
         self.legacy = LegacyPeer("srv-legacy")
@@ -487,6 +497,58 @@ class InteropTests(unittest.TestCase):
             self.assertFalse(line.endswith(b"\r"), line)
             self.assertEqual(strictParse(line)["origin"], "srv-node")
 
+
+    @inlineCallbacks
+    def test_legacyKeepsNewerLink(self):
+        """
+        An existing server keeps the newer of two links and closes the older
+        (a defect of theirs, NOTES.md).  The legacy peer dials the node
+        (link 1); the node then dials it (link 2).  The node keeps link 1
+        (dialed by the smaller serverId) and closes link 2; the legacy closes
+        link 1 too.  The node drops the legacy's sessions, its dialer wakes
+        from standby and redials (link 3), and both sides re-sync on it.
+        """
+        yield self.startNode()
+        yield self.legacyDialsIn()
+        first = self.legacy
+        acceptor = LegacyPeer("srv-legacy")
+        self.addCleanup(acceptor.close)
+        legacyPort = acceptor.listen()
+
+        def secondLink():
+            acceptor.accept()
+            hello = acceptor.read()
+            acceptor.send("HELLO", {"serverId": "srv-legacy"})
+            acceptor.waitClosed()
+            return hello
+
+        d = deferToThread(secondLink)
+        self.service.getServiceNamed("peer-dial").addPeer(f"127.0.0.1:{legacyPort}")
+        hello = yield d
+        self.assertNodeHello(hello)
+        self.assertEqual(self.node.metrics.linksClosed["duplicate"], 1)
+        [factory] = self.service.getServiceNamed("peer-dial").factories
+        self.assertTrue(factory.standby)
+        self.assertEqual(self.node.linkFor("srv-legacy").direction, "inbound")
+        self.assertEqual(set(self.legacySessions()), {"session-1", "session-2"})
+
+        def thirdLink():
+            first.close()
+            acceptor.accept()
+            hello = acceptor.read()
+            acceptor.send("HELLO", {"serverId": "srv-legacy"})
+            sync = acceptor.read("SYNC_STATE")
+            acceptor.send("SYNC_STATE", {"sessions": [session("session-7", 42, [3])]})
+            return hello, sync
+
+        hello, sync = yield deferToThread(thirdLink)
+        self.assertNodeHello(hello)
+        self.assertNodeSync(sync)
+        yield self.cond.waitUntil(lambda: set(self.legacySessions()) == {"session-7"},
+                                  what="re-synced over the redialed link")
+        self.assertEqual(self.node.linkFor("srv-legacy").direction, "outbound")
+        self.assertFalse(factory.standby)
+        self.assertIn(("peerDisconnected", "srv-legacy"), self.cond.events)
 
 class StrictReaderTests(unittest.TestCase):
     """The test's strict reader refuses what existing servers refuse."""
