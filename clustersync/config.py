@@ -64,6 +64,13 @@ class NodeConfig:
     maxChannelsPerSession: int | None = 10_000
     reconnectMaxDelay: float = 30.0
     connectTimeout: float = 10.0
+    #: Seconds within which a vanished peer is detected (TCP keepalive and
+    #: TCP_USER_TIMEOUT; idle cut of peers that re-sync when idle).
+    deadPeerTimeout: float = 15.0
+    #: Re-send SYNC_STATE on a link idle for a third of deadPeerTimeout.
+    idleResync: bool = True
+    #: Bytes a link may queue while its peer does not read before it is cut.
+    maxOutboundBuffer: int = 16 * 1024 * 1024
     #: Longest chat-client request line (bytes); longer closes the client.
     clientMaxLine: int = 65536
     #: Chat-client requests per second (sustained) and burst before a
@@ -158,6 +165,9 @@ _KEYS = {
     "max_channels_per_session": ("maxChannelsPerSession", _optPositiveInt),
     "reconnect_max_delay": ("reconnectMaxDelay", _positive(float)),
     "connect_timeout": ("connectTimeout", _positive(float)),
+    "dead_peer_timeout": ("deadPeerTimeout", _positive(float)),
+    "idle_resync": ("idleResync", _bool),
+    "max_outbound_buffer": ("maxOutboundBuffer", _positive(int)),
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),

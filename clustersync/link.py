@@ -11,21 +11,35 @@ Link states::
     CONNECTING --(dialer sends HELLO)--> HELLO_SENT --(HELLO in)--> ESTABLISHED
     CONNECTING --(HELLO in; acceptor answers HELLO)--------------> ESTABLISHED
     any --(connection lost)--> CLOSED
+
+Reliability (see C{docs/reliability.md}): every peer socket gets TCP
+keepalive and C{TCP_USER_TIMEOUT} tuned from C{dead_peer_timeout}; an idle
+established link re-sends this node's SYNC_STATE (a spec message every
+server understands) so that a peer that shows it does the same (a second
+SYNC_STATE on one link) and then falls silent is cut as a I{dead peer};
+and each link registers a push producer on its transport so that the bytes
+queued while the kernel buffer is full are bounded by
+C{max_outbound_buffer} (a I{slow peer} is cut at the bound).
 """
 
 from __future__ import annotations
 
 import enum
+import socket
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, ReconnectingClientFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
-from clustersync.codec import Hello, ProtocolError, decode, encode
+from clustersync.codec import Hello, ProtocolError, SyncState, decode, encode
 from clustersync.interfaces import IPeerLink
 
-__all__ = ["LinkState", "PeerProtocol", "PeerServerFactory", "PeerClientFactory"]
+__all__ = [
+    "LinkState", "PeerProtocol", "PeerServerFactory", "PeerClientFactory",
+    "keepaliveSettings", "tuneSocket",
+]
 
 INBOUND = "inbound"
 OUTBOUND = "outbound"
@@ -40,6 +54,94 @@ class LinkState(enum.Enum):
     CLOSED = "closed"
 
 
+def keepaliveSettings(bound: float) -> tuple[int, int, int]:
+    """
+    TCP keepalive C{(idle, interval, count)} in whole seconds such that an
+    idle connection to a vanished host is reported dead after
+    C{idle + interval * count} seconds, at most C{bound} when C{bound >= 4}
+    (the kernel counts in whole seconds, so 4 s is the floor).
+    """
+    count = 3
+    idle = max(1, int(bound / 3))
+    interval = max(1, int((bound - idle) / count))
+    return idle, interval, count
+
+
+def _socketOf(transport):
+    """The socket under C{transport} (through TLS wrappers), or C{None}."""
+    for _ in range(4):
+        if transport is None:
+            return None
+        getHandle = getattr(transport, "getHandle", None)
+        handle = getHandle() if getHandle is not None else None
+        if isinstance(handle, socket.socket):
+            return handle
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def tuneSocket(transport, bound: float) -> bool:
+    """
+    Enable TCP keepalive on C{transport}'s socket, tuned by
+    L{keepaliveSettings}, and set C{TCP_USER_TIMEOUT} to C{bound} (data
+    left unacknowledged, or a zero window, for that long kills the
+    connection).
+
+    @return: C{True} if the options were set, C{False} if C{transport} has
+        no TCP socket (tests, UNIX sockets) or the system refused.
+    """
+    sock = _socketOf(transport)
+    if sock is None:
+        return False
+    idle, interval, count = keepaliveSettings(bound)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", idle),
+            ("TCP_KEEPINTVL", interval),
+            ("TCP_KEEPCNT", count),
+            ("TCP_USER_TIMEOUT", int(bound * 1000)),
+        ):
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError:
+        return False
+    return True
+
+
+@implementer(IPushProducer)
+class _OutboundBuffer:
+    """
+    The push producer a link registers on its transport.  The transport
+    calls L{pauseProducing} when its buffer passes its own small threshold
+    (the kernel stopped taking data) and L{resumeProducing} once it has
+    drained, so L{queued} counts the bytes written while the peer is not
+    keeping up.
+
+    @ivar paused: whether the transport says it is full.
+    @ivar queued: bytes written since it said so (0 when not paused).
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.queued = 0
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport's buffer drained."""
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self) -> None:
+        """The connection is gone."""
+        self.paused = False
+        self.queued = 0
+
+
 @implementer(IPeerLink)
 class PeerProtocol(LineOnlyReceiver):
     """
@@ -52,6 +154,11 @@ class PeerProtocol(LineOnlyReceiver):
     @ivar state: the L{LinkState}.
     @ivar serverId: the peer's serverId once its HELLO arrived, else C{None}.
     @ivar direction: L{INBOUND} or L{OUTBOUND}.
+    @ivar lastReceived: clock time of the last bytes received.
+    @ivar lastSent: clock time of the last line written.
+    @ivar syncsReceived: SYNC_STATE messages received on this link; from the
+        second one on the peer is known to re-sync when idle, and silence
+        longer than C{dead_peer_timeout} cuts the link.
     """
 
     delimiter = b"\n"
@@ -73,6 +180,21 @@ class PeerProtocol(LineOnlyReceiver):
         self.tls = False
         self.maxLineLength = node.config.maxSyncLength
         self.maxMessageLength = node.config.maxMessageLength
+        self.lastReceived = 0.0
+        self.lastSent = 0.0
+        self.syncsReceived = 0
+        self._liveness = None
+        self._outbound = _OutboundBuffer()
+
+    @property
+    def outboundBuffered(self) -> int:
+        """
+        Bytes written to this link while its transport reported its buffer
+        full (the part the kernel has not taken yet beyond the transport's
+        own threshold); 0 when the peer keeps up.  Bounded by
+        C{max_outbound_buffer}.
+        """
+        return self._outbound.queued
 
     # Connection lifecycle ---------------------------------------------------
 
@@ -88,6 +210,12 @@ class PeerProtocol(LineOnlyReceiver):
                 setNoDelay(True)
             except Exception:  # not a TCP transport (tests, UNIX sockets)
                 pass
+        tuneSocket(transport, self.node.config.deadPeerTimeout)
+        try:
+            transport.registerProducer(self._outbound, True)
+        except RuntimeError:  # a wrapper already registered one
+            pass
+        self.lastReceived = self.lastSent = self.node.clock.seconds()
         peer = transport.getPeer()
         self.peerAddress = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.tls = _isTLS(transport)
@@ -100,6 +228,7 @@ class PeerProtocol(LineOnlyReceiver):
 
     def _sendHello(self) -> None:
         self.transport.write(encode(Hello.make(self.node.serverId)))
+        self.lastSent = self.node.clock.seconds()
         self.state = LinkState.HELLO_SENT
 
     def _handshakeTimedOut(self) -> None:
@@ -113,6 +242,9 @@ class PeerProtocol(LineOnlyReceiver):
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
+        if self._liveness is not None and self._liveness.active():
+            self._liveness.cancel()
+        self._liveness = None
         wasEstablished = self.state is LinkState.ESTABLISHED
         self.state = LinkState.CLOSED
         why = self._closeReason or reason.getErrorMessage()
@@ -124,16 +256,45 @@ class PeerProtocol(LineOnlyReceiver):
         """
         Write one encoded line (ending in C{\\n}).
 
-        @return: C{False} if the link is closing or closed.
+        If the transport has been full since more than
+        C{max_outbound_buffer} bytes were written, the peer is too slow: the
+        link is cut (reason C{slow peer}, counter C{slow_peer}) and this
+        line is not written.  (One line larger than the bound, such as a
+        big SYNC_STATE, still goes out when nothing else is queued.)
+
+        @return: C{False} if the link is closing or closed (or was just cut).
         """
         transport = self.transport
-        if self.state is LinkState.CLOSED or transport is None or transport.disconnecting:
+        if (
+            self.state is LinkState.CLOSED
+            or self._closeReason is not None
+            or transport is None
+            or transport.disconnecting
+        ):
             return False
+        outbound = self._outbound
+        if outbound.paused:
+            bound = self.node.config.maxOutboundBuffer
+            if outbound.queued and outbound.queued + len(line) > bound:
+                self.close(
+                    f"slow peer: {outbound.queued} bytes queued and not read, "
+                    f"bound {bound}",
+                    "slow_peer",
+                    abort=True,
+                )
+                return False
+            outbound.queued += len(line)
         transport.write(line)
+        self.lastSent = self.node.clock.seconds()
         return True
 
-    def close(self, reason: str, counter: str | None = None) -> None:
-        """Close the link, logging C{reason} and counting it under C{counter}."""
+    def close(self, reason: str, counter: str | None = None, abort: bool = False) -> None:
+        """
+        Close the link, logging C{reason} and counting it under C{counter}.
+
+        @param abort: drop unsent data and close now (a dead or slow peer
+            would never let a graceful close flush).
+        """
         if self.state is LinkState.CLOSED or self._closeReason is not None:
             return
         self._closeReason = reason
@@ -146,7 +307,11 @@ class PeerProtocol(LineOnlyReceiver):
             address=self.peerAddress,
             reason=reason,
         )
-        self.transport.loseConnection()
+        abortConnection = getattr(self.transport, "abortConnection", None)
+        if abort and abortConnection is not None:
+            abortConnection()
+        else:
+            self.transport.loseConnection()
 
     loseConnection = close
 
@@ -154,6 +319,7 @@ class PeerProtocol(LineOnlyReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """Split C{data} on C{\\n} and handle each complete line."""
+        self.lastReceived = self.node.clock.seconds()
         if b"\n" not in data:
             self._pending.append(data)
             self._pendingLength += len(data)
@@ -220,6 +386,8 @@ class PeerProtocol(LineOnlyReceiver):
                 f"origin {message.origin!r} on the link of {self.serverId!r}",
             )
             return
+        if message.__class__ is SyncState:
+            self.syncsReceived += 1
         self.node.dispatch(self, message)
 
     # Handshake (called by the HELLO handler) -------------------------------
@@ -259,7 +427,44 @@ class PeerProtocol(LineOnlyReceiver):
         self._timeout = None
         self.state = LinkState.ESTABLISHED
         self.since = self.node.clock.seconds()
+        self._scheduleLiveness()
         self.node.linkEstablished(self)
+
+    # Liveness --------------------------------------------------------------
+
+    def _scheduleLiveness(self) -> None:
+        if self.state is LinkState.ESTABLISHED and self._closeReason is None:
+            self._liveness = self.node.clock.callLater(
+                self.node.config.deadPeerTimeout / 6, self._checkLiveness
+            )
+
+    def _checkLiveness(self) -> None:
+        """
+        Every C{dead_peer_timeout / 6}: cut a peer known to re-sync when idle
+        that has sent nothing for 5/6 of the bound (so it is cut within the
+        bound); re-send this node's SYNC_STATE on an active link on which
+        nothing was written for a third of the bound.
+        """
+        self._liveness = None
+        if self.state is not LinkState.ESTABLISHED or self._closeReason is not None:
+            return
+        bound = self.node.config.deadPeerTimeout
+        now = self.node.clock.seconds()
+        silent = now - self.lastReceived
+        if self.syncsReceived >= 2 and silent >= bound * 5 / 6:
+            self.close(
+                f"dead peer: nothing received for {silent:.1f}s (bound {bound:g}s)",
+                "dead_peer",
+                abort=True,
+            )
+            return
+        if (
+            self.node.config.idleResync
+            and now - self.lastSent >= bound / 3
+            and self.node.isActive(self)
+        ):
+            self.node.resync(self)
+        self._scheduleLiveness()
 
 
 def _isTLS(transport) -> bool:

@@ -298,6 +298,22 @@ class ClusterNode:
         self._allClosed.append(d)
         return d
 
+    def outboundBuffers(self) -> dict[str, int]:
+        """
+        The outbound buffer of each active link, for metrics: C{{serverId:
+        bytes}} queued while the peer is not reading (see
+        L{clustersync.link.PeerProtocol.outboundBuffered}); each is cut at
+        C{config.maxOutboundBuffer}.
+        """
+        return {peer: link.outboundBuffered for peer, link in self._links.items()}
+
+    def resync(self, link) -> None:
+        """
+        Re-send this node's SYNC_STATE on C{link} (the idle heartbeat: a spec
+        message every server understands, which changes nothing there).
+        """
+        self._sendSync(link)
+
     def _sendSync(self, link) -> None:
         line = encodeSync(self.serverId, self.state.sessionsOf(self.serverId))
         if link.sendLine(line):
