@@ -550,6 +550,33 @@ class InteropTests(unittest.TestCase):
         self.assertFalse(factory.standby)
         self.assertIn(("peerDisconnected", "srv-legacy"), self.cond.events)
 
+    @inlineCallbacks
+    def test_largeSyncState(self):
+        """
+        A SYNC_STATE of several megabytes (larger than C{max_message_length},
+        arriving in many reads) is applied whole.
+        """
+        yield self.startNode()
+        legacy = self.legacy
+        sessions = [session(f"session-{i}", i, [i % 50, 1000 + i % 7]) for i in range(30000)]
+        line = json.dumps({"type": "SYNC_STATE", "origin": "srv-legacy",
+                           "payload": {"sessions": sessions}}).encode() + b"\n"
+        self.assertGreater(len(line), 2 * self.node.config.maxMessageLength)
+
+        def handshake():
+            legacy.dial(self.port)
+            legacy.send("HELLO", {"serverId": "srv-legacy"})
+            legacy.read("HELLO")
+            legacy.read("SYNC_STATE")
+            legacy.sendRaw(line)
+
+        yield deferToThread(handshake)
+        yield self.cond.waitUntil(lambda: len(self.legacySessions()) == 30000,
+                                  what="large SYNC_STATE applied")
+        members = yield self.node.channelMembers(1003)
+        self.assertEqual(len(members), 30000 // 7 + (1 if 30000 % 7 > 3 else 0))
+        self.assertEqual(self.node.metrics.rejectedInputs, {})
+
 class StrictReaderTests(unittest.TestCase):
     """The test's strict reader refuses what existing servers refuse."""
 

@@ -815,3 +815,34 @@ class StoppedFactoryTests(unittest.TestCase):
         factory.clientConnectionLost(connector, Failure(ConnectionDone()))
         clock.advance(3600)
         self.assertEqual(connector.connects, 0)
+
+
+class SilentPeerTests(unittest.TestCase):
+    """A peer that accepts TCP but never answers HELLO."""
+
+    def test_silentPeerBacksOff(self) -> None:
+        """
+        Each outbound link times out in the handshake, and the redial delay
+        keeps growing (it is not reset by the TCP connection).
+        """
+        self.patch(twistedProtocol.random, "normalvariate", lambda mu, sigma: mu)
+        clock = Clock()
+        node = makeNode("srv-b", clock, handshakeTimeout=2.0)
+        factory = PeerClientFactory(node, "127.0.0.1:7001", clock)
+        connector = FakeConnector()
+        delays = []
+        for attempt in range(4):
+            proto = factory.buildProtocol(None)
+            transport = StringTransport()
+            proto.makeConnection(transport)
+            clock.advance(2.0)
+            self.assertTrue(transport.disconnecting)
+            lost(proto)
+            factory.clientConnectionLost(connector, Failure(ConnectionDone()))
+            [call] = [c for c in clock.getDelayedCalls() if c.func.__name__ == "reconnector"]
+            delays.append(call.getTime() - clock.seconds())
+            clock.advance(delays[-1])
+            self.assertEqual(connector.connects, attempt + 1)
+        self.assertEqual(node.metrics.linksClosed["handshake_timeout"], 4)
+        self.assertLess(delays[0], delays[-1])
+        self.assertGreater(factory.delay, factory.initialDelay * 4)
