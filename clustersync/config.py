@@ -12,6 +12,7 @@ The embedded defaults run a single node on loopback with no editing::
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tomllib
@@ -89,9 +90,30 @@ def _str(key, v):
 
 
 def _optStr(key, v):
-    if v is None or v == "":
+    if v is None or v == "" or (isinstance(v, str) and v.strip().lower() == "none"):
         return None
     return _str(key, v)
+
+
+def _optEndpoint(key, v):
+    """
+    An endpoint description (C{tcp:7001:interface=127.0.0.1}, C{ssl:...},
+    C{unix:...}), or C{None} ('' or 'none') to disable.  It is parsed now so
+    that a typo names its key; endpoints that can only be built at startup
+    (C{systemd:} without inherited sockets) are checked then.
+    """
+    v = _optStr(key, v)
+    if v is None:
+        return None
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, v)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ConfigError(key, f"bad endpoint {v!r}: {e}") from None
+    except Exception:
+        pass
+    return v
 
 
 def _strList(key, v):
@@ -120,7 +142,12 @@ def _positive(kind):
                 v = kind(v)
             except ValueError:
                 raise ConfigError(key, f"expected a number, got {v!r}") from None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not math.isfinite(v)
+            or v <= 0
+        ):
             raise ConfigError(key, f"expected a positive number, got {v!r}")
         if kind is int and int(v) != v:
             raise ConfigError(key, f"expected a whole number, got {v!r}")
@@ -130,7 +157,7 @@ def _positive(kind):
 
 
 def _optPositiveInt(key, v):
-    if v is None or v == 0 or v == "0":
+    if v is None or (v == 0 and not isinstance(v, bool)) or v == "0":
         return None
     return _positive(int)(key, v)
 
@@ -152,10 +179,10 @@ def _serverId(key, v):
 
 _KEYS = {
     "server_id": ("serverId", _serverId),
-    "listen": ("listen", _optStr),
+    "listen": ("listen", _optEndpoint),
     "peers": ("peers", _peers),
     "plugin_dirs": ("pluginDirs", _strList),
-    "clients": ("clients", _optStr),
+    "clients": ("clients", _optEndpoint),
     "users_file": ("usersFile", _optStr),
     "handshake_timeout": ("handshakeTimeout", _positive(float)),
     "eager_hello": ("eagerHello", _bool),
@@ -171,7 +198,7 @@ _KEYS = {
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),
-    "web": ("web", _optStr),
+    "web": ("web", _optEndpoint),
     "log_json": ("logJson", _optStr),
 }
 
@@ -197,6 +224,8 @@ def loadConfig(path: str | None = None, overrides: dict | None = None) -> NodeCo
             raise ConfigError("config", f"cannot read {path}: {e.strerror}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError("config", f"{path} is not UTF-8: {e}") from None
         # Accept an optional [node] table.
         if isinstance(values.get("node"), dict):
             values = {**values.pop("node"), **values}

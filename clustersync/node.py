@@ -390,7 +390,14 @@ class ClusterNode:
             self._log.warn("no local delivery configured: {kind} for {n} sessions dropped",
                            kind=kind, n=len(sessions))
             return 0
-        return self._delivery.deliver(sessions, bytes(message), kind, origin)
+        try:
+            return self._delivery.deliver(sessions, bytes(message), kind, origin)
+        except Exception:
+            # Never let the gateway stop a send half-way (peers not yet written).
+            self.metrics.undeliverable[kind] += 1
+            self._log.failure("local delivery of {kind} to {n} sessions failed",
+                              kind=kind, n=len(sessions))
+            return 0
 
     # ICluster: sends -------------------------------------------------------
 

@@ -683,6 +683,33 @@ class IsolationTests(NodeTestMixin, unittest.TestCase):
         self.assertIsNotNone(self.node.state.session("srv-b", "lb2"))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)
 
+    def test_localDeliveryException(self) -> None:
+        """
+        An L{ILocalDelivery} that raises does not stop the send: every
+        hosting peer still gets its line, the Deferred fires (nothing was
+        delivered locally), and the failure is logged and counted.
+        """
+        @implementer(ILocalDelivery)
+        class Broken:
+            def deliver(self, sessions, message, kind, origin):
+                raise ZeroDivisionError("gateway bug")
+
+        self.node.setLocalDelivery(Broken())
+        self.node.clientConnected("la1", 42, "ana", None, [3])
+        self.remote(self.b, "lb1", 42, [3])
+        self.remote(self.c, "lc1", 42, [3])
+        self.b.lines.clear()
+        self.c.lines.clear()
+        for d in (self.node.sendToUser(42, "x"), self.node.sendToChannel(3, "x"),
+                  self.node.broadcast("x")):
+            self.assertEqual(self.successResultOf(d), Delivery(0, ("srv-b", "srv-c")))
+        self.assertEqual((len(self.b.lines), len(self.c.lines)), (3, 3))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 3)
+        self.assertEqual(sum(self.node.metrics.undeliverable.values()), 3)
+        self.node.dispatch(self.b, decode(
+            b'{"type":"BROADCAST","origin":"srv-b","payload":{"message":1}}'))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_stateFromInactiveLinkIgnored(self) -> None:
         """
         State messages over a link that is not its peer's active one are
