@@ -241,6 +241,7 @@ class InteropTests(unittest.TestCase):
         legacy = self.legacy
 
         def handshake():
+            """Legacy side of the handshake (runs in a thread)."""
             legacy.dial(self.port)
             legacy.send("HELLO", {"serverId": "srv-legacy"})
             hello = legacy.read()
@@ -276,6 +277,7 @@ class InteropTests(unittest.TestCase):
         legacy = self.legacy
 
         def events():
+            """Send presence events as the legacy server (in a thread)."""
             legacy.send("CLIENT_CONNECTED", session("session-3", 42, [8], serverId="srv-x"))
             legacy.send("CHANNEL_MEMBERSHIP", {"sessionId": "session-3", "clienteId": 42,
                                                "canalId": 9, "action": "join"})
@@ -311,6 +313,7 @@ class InteropTests(unittest.TestCase):
         yield self.legacyDialsIn()
 
         def odd():
+            """Send lines the node cannot use, then a good one (in a thread)."""
             self.legacy.sendRaw(b'{"type": "PING", "origin": "srv-legacy", "payload": {}}\n')
             self.legacy.sendRaw(b"{oops\n")
             self.legacy.sendRaw(json.dumps({
@@ -338,6 +341,7 @@ class InteropTests(unittest.TestCase):
         legacyPort = legacy.listen()
 
         def accept():
+            """Accept the node's dial and do the legacy handshake (in a thread)."""
             legacy.accept()
             if eager:
                 legacy.send("HELLO", {"serverId": "srv-legacy"})
@@ -395,6 +399,7 @@ class InteropTests(unittest.TestCase):
         legacy = self.legacy
 
         def handshake():
+            """Legacy side of the handshake (runs in a thread)."""
             legacy.dial(self.port)
             legacy.send("HELLO", {"serverId": "srv-legacy"})
             return legacy.read(), legacy.read()
@@ -427,6 +432,7 @@ class InteropTests(unittest.TestCase):
         self.assertEqual((delivery.local, delivery.servers), (1, ("srv-legacy",)))
 
         def readForwards():
+            """Read the four forwards (in a thread)."""
             return [legacy.read(kind) for kind in (
                 "DIRECT_MESSAGE", "CHANNEL_MESSAGE", "SESSION_MESSAGE", "BROADCAST")]
 
@@ -445,6 +451,7 @@ class InteropTests(unittest.TestCase):
         rawBytes = raw.encode()
 
         def forwards():
+            """Send the four forwards with a hand-spelled message (in a thread)."""
             legacy.sendForward("DIRECT_MESSAGE", '"userId": 5, ', rawBytes)
             legacy.sendForward("CHANNEL_MESSAGE", '"canalId": 3, ', rawBytes)
             legacy.sendForward("SESSION_MESSAGE", '"sessionId": "n1", ', rawBytes)
@@ -481,6 +488,7 @@ class InteropTests(unittest.TestCase):
         yield node.broadcast({"a": {"b": True}})
 
         def readAll():
+            """Read every message the node sent (in a thread)."""
             return [legacy.read(kind) for kind in (
                 "CLIENT_CONNECTED", "CHANNEL_MEMBERSHIP", "CHANNEL_MEMBERSHIP",
                 "CLIENT_DISCONNECTED", "DIRECT_MESSAGE", "CHANNEL_MESSAGE",
@@ -516,6 +524,7 @@ class InteropTests(unittest.TestCase):
         legacyPort = acceptor.listen()
 
         def secondLink():
+            """Accept the node's dial, answer HELLO, wait for its close (in a thread)."""
             acceptor.accept()
             hello = acceptor.read()
             acceptor.send("HELLO", {"serverId": "srv-legacy"})
@@ -533,6 +542,7 @@ class InteropTests(unittest.TestCase):
         self.assertEqual(set(self.legacySessions()), {"session-1", "session-2"})
 
         def thirdLink():
+            """Close link 1 like a legacy server, then accept the redial (in a thread)."""
             first.close()
             acceptor.accept()
             hello = acceptor.read()
@@ -564,6 +574,7 @@ class InteropTests(unittest.TestCase):
         self.assertGreater(len(line), 2 * self.node.config.maxMessageLength)
 
         def handshake():
+            """Legacy side of the handshake (runs in a thread)."""
             legacy.dial(self.port)
             legacy.send("HELLO", {"serverId": "srv-legacy"})
             legacy.read("HELLO")

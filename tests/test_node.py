@@ -691,7 +691,9 @@ class IsolationTests(NodeTestMixin, unittest.TestCase):
         """
         @implementer(ILocalDelivery)
         class Broken:
+            """A delivery that always raises."""
             def deliver(self, sessions, message, kind, origin):
+                """Raise, like a buggy gateway."""
                 raise ZeroDivisionError("gateway bug")
 
         self.node.setLocalDelivery(Broken())
