@@ -29,6 +29,10 @@ class Options(usage.Options):
         ["handshake-timeout", None, None, "Seconds a link may take to complete HELLO (default 10)."],
         ["web", None, None, "Endpoint for the status page, JSON API and /metrics (default tcp:7003:interface=127.0.0.1); 'none' disables."],
         ["log-json", None, None, "Also write every log event as one JSON line to this file ('-' for stdout)."],
+        ["tls-ca", None, None, "Cluster CA certificate (PEM): peer links use mutual TLS (see docs/security.md)."],
+        ["tls-cert", None, None, "This node's certificate (PEM), from clustersync-certs."],
+        ["tls-key", None, None, "This node's private key (PEM)."],
+        ["plain-listen", None, None, "Extra plain-TCP peer port for the plain peers ('none' disables)."],
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
@@ -38,6 +42,7 @@ class Options(usage.Options):
         super().__init__()
         self["peer"] = []
         self["plugin-dir"] = []
+        self["plain-peer"] = []
 
     def opt_peer(self, address: str) -> None:
         """A peer to dial, as host:port (repeatable)."""
@@ -46,6 +51,13 @@ class Options(usage.Options):
     def opt_plugin_dir(self, directory: str) -> None:
         """A directory of handler plugins (repeatable)."""
         self["plugin-dir"].append(directory)
+
+    def opt_plain_peer(self, entry: str) -> None:
+        """
+        A server allowed over plain TCP, serverId@ip[:port] (dialed if a
+        port is given; repeatable).  Unencrypted: see docs/security.md.
+        """
+        self["plain-peer"].append(entry)
 
     def postOptions(self) -> None:
         """Build and validate the configuration; a bad value names its key."""
@@ -63,10 +75,20 @@ class Options(usage.Options):
             "eager_hello": True if self["eager-hello"] else None,
             "peers": self["peer"] or None,
             "plugin_dirs": self["plugin-dir"] or None,
+            "tls_ca": self["tls-ca"],
+            "tls_cert": self["tls-cert"],
+            "tls_key": self["tls-key"],
+            "plain_listen": none(self["plain-listen"]),
+            "plain_peers": self["plain-peer"] or None,
         }
         try:
             self.config = loadConfig(self["config"], overrides)
         except ConfigError as e:
+            # Name the option too when the bad value came from the command line.
+            if overrides.get(e.key) is not None:
+                option = {"peers": "peer", "plugin_dirs": "plugin-dir"}.get(
+                    e.key, e.key.replace("_", "-"))
+                raise usage.UsageError(f"--{option}: {e}") from None
             raise usage.UsageError(str(e)) from None
 
 
