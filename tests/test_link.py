@@ -19,10 +19,11 @@ from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial import unittest
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from clustersync.config import NodeConfig
 from clustersync.handlers import BUILTIN_HANDLERS
-from clustersync.interfaces import IClusterListener
+from clustersync.interfaces import IClusterListener, IPeerLink
 from clustersync.link import (
     INBOUND,
     OUTBOUND,
@@ -846,3 +847,43 @@ class SilentPeerTests(unittest.TestCase):
         self.assertEqual(node.metrics.linksClosed["handshake_timeout"], 4)
         self.assertLess(delays[0], delays[-1])
         self.assertGreater(factory.delay, factory.initialDelay * 4)
+
+
+class LinkInterfaceTests(LinkTestMixin, unittest.TestCase):
+    """L{PeerProtocol} as handlers and the node see it."""
+
+    def test_providesIPeerLink(self) -> None:
+        """An established link provides L{IPeerLink}."""
+        proto, transport = self.established()
+        self.assertTrue(verifyObject(IPeerLink, proto))
+
+    def test_sendLineAfterClose(self) -> None:
+        """
+        C{sendLine} writes while the link is up and refuses once it is
+        closing or closed.
+        """
+        proto, transport = self.established()
+        self.assertTrue(proto.sendLine(b"{}\n"))
+        self.assertEqual(transport.value(), b"{}\n")
+        proto.loseConnection("test")
+        self.assertFalse(proto.sendLine(b"{}\n"))
+        lost(proto)
+        self.assertFalse(proto.sendLine(b"{}\n"))
+        self.assertEqual(transport.value(), b"{}\n")
+
+    def test_closeAllLinks(self) -> None:
+        """
+        C{closeAllLinks} closes every link, established or not, and fires
+        only once each connection is lost.
+        """
+        established, t1 = self.established()
+        pending, t2 = self.connect(INBOUND)
+        d = self.node.closeAllLinks("shutting down")
+        self.assertTrue(t1.disconnecting and t2.disconnecting)
+        self.assertNoResult(d)
+        lost(established)
+        self.assertNoResult(d)
+        lost(pending)
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.listener.events[-1], ("peerDisconnected", "srv-a", "shutting down"))
+        self.assertIsNone(self.successResultOf(self.node.closeAllLinks("again")))
