@@ -345,6 +345,9 @@ def decode(line: bytes) -> Message:
         raise ProtocolError("json", f"invalid JSON: {e}") from None
     except UnicodeDecodeError as e:
         raise ProtocolError("utf8", f"invalid UTF-8: {e.reason} at byte {e.start}") from None
+    except RecursionError:
+        # msgspec recurses once per nesting level ([[[[...]]]] in a message).
+        raise ProtocolError("json", "invalid JSON: nested too deeply") from None
 
 
 def _raise(error: ProtocolError) -> Message:

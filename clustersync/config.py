@@ -80,6 +80,19 @@ class NodeConfig:
     clientBurst: int = 100
     web: str | None = DEFAULT_WEB
     logJson: str | None = None
+    #: Mutual TLS for peer links (see docs/security.md): the cluster CA
+    #: certificate, this node's certificate and its key (PEM paths).
+    tlsCa: str | None = None
+    tlsCert: str | None = None
+    tlsKey: str | None = None
+    #: Plain-TCP allow-list: C{serverId@host[:port]} entries, and an
+    #: optional plain peer port for them when the main one is TLS.
+    plainPeers: list[str] = attrs.field(factory=list)
+    plainListen: str | None = None
+    #: Lines per second (sustained) and burst a peer link may send before it
+    #: is closed as a flood; 0 disables.
+    peerRate: float = 50_000.0
+    peerBurst: int = 100_000
 
 
 #: TOML key -> (attribute, validator).
@@ -114,6 +127,18 @@ def _optEndpoint(key, v):
     except Exception:
         pass
     return v
+
+
+def _peerEndpoint(key, v):
+    """
+    The peer port: an endpoint description as for L{_optEndpoint}, where
+    C{ssl:PORT[:interface=...]} means mutual TLS with the C{tls_*} files
+    (checked with them, see L{clustersync.tls.checkConfig}).
+    """
+    if isinstance(v, str) and v.startswith("ssl:"):
+        _optEndpoint(key, "tcp:" + v[4:])
+        return v
+    return _optEndpoint(key, v)
 
 
 def _strList(key, v):
@@ -170,6 +195,12 @@ def _bool(key, v):
     raise ConfigError(key, f"expected true or false, got {v!r}")
 
 
+def _nonNegative(key, v):
+    if v == 0 or v == "0":
+        return 0.0
+    return _positive(float)(key, v)
+
+
 def _serverId(key, v):
     v = _str(key, v)
     if any(c.isspace() for c in v) or len(v) > 255:
@@ -179,7 +210,7 @@ def _serverId(key, v):
 
 _KEYS = {
     "server_id": ("serverId", _serverId),
-    "listen": ("listen", _optEndpoint),
+    "listen": ("listen", _peerEndpoint),
     "peers": ("peers", _peers),
     "plugin_dirs": ("pluginDirs", _strList),
     "clients": ("clients", _optEndpoint),
@@ -200,6 +231,13 @@ _KEYS = {
     "client_burst": ("clientBurst", _positive(int)),
     "web": ("web", _optEndpoint),
     "log_json": ("logJson", _optStr),
+    "tls_ca": ("tlsCa", _optStr),
+    "tls_cert": ("tlsCert", _optStr),
+    "tls_key": ("tlsKey", _optStr),
+    "plain_peers": ("plainPeers", _strList),
+    "plain_listen": ("plainListen", _peerEndpoint),
+    "peer_rate": ("peerRate", _nonNegative),
+    "peer_burst": ("peerBurst", _positive(int)),
 }
 
 #: Every TOML key a config file may hold.
@@ -239,4 +277,7 @@ def loadConfig(path: str | None = None, overrides: dict | None = None) -> NodeCo
         attr, check = _KEYS[key]
         setattr(config, attr, check(key, value))
     config.pluginDirs = [os.path.expanduser(d) for d in config.pluginDirs]
+    from clustersync.tls import LinkSecurity
+
+    LinkSecurity.fromConfig(config)  # TLS files and plain_peers, checked now
     return config

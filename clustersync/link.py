@@ -180,6 +180,10 @@ class PeerProtocol(LineOnlyReceiver):
         self.tls = False
         self.maxLineLength = node.config.maxSyncLength
         self.maxMessageLength = node.config.maxMessageLength
+        self._rate = node.config.peerRate
+        self._burst = node.config.peerBurst
+        self._tokens = float(self._burst)
+        self._refilled: float | None = None
         self.lastReceived = 0.0
         self.lastSent = 0.0
         self.syncsReceived = 0
@@ -223,6 +227,10 @@ class PeerProtocol(LineOnlyReceiver):
             self.node.config.handshakeTimeout, self._handshakeTimedOut
         )
         self.node.linkOpened(self)
+        refusal = self.node.checkConnection(self)
+        if refusal is not None:
+            self.close(refusal[1], refusal[0], abort=True)
+            return
         if self.direction == OUTBOUND or self.node.config.eagerHello:
             self._sendHello()
 
@@ -248,6 +256,15 @@ class PeerProtocol(LineOnlyReceiver):
         wasEstablished = self.state is LinkState.ESTABLISHED
         self.state = LinkState.CLOSED
         why = self._closeReason or reason.getErrorMessage()
+        if not wasEstablished and self._closeReason is None and _isTLSError(reason):
+            why = f"TLS handshake failed: {why}"
+            self.node.metrics.linkClosed("tls_failed")
+            self._log.warn(
+                "{direction} link {address}: {reason}",
+                direction=self.direction,
+                address=self.peerAddress,
+                reason=why,
+            )
         self.node.linkLost(self, why, wasEstablished)
 
     # IPeerLink --------------------------------------------------------------
@@ -338,6 +355,8 @@ class PeerProtocol(LineOnlyReceiver):
             if self._pendingLength > self.maxLineLength:
                 self._lineTooLong(self._pendingLength)
                 return
+        if self._rate and not self._admit(len(lines)):
+            return
         for line in lines:
             if self._closeReason is not None:
                 return
@@ -345,6 +364,28 @@ class PeerProtocol(LineOnlyReceiver):
                 self._lineTooLong(len(line))
                 return
             self.lineReceived(line)
+
+    def _admit(self, count: int) -> bool:
+        """
+        Per-link flood guard: a token bucket of C{peer_burst} lines refilled
+        at C{peer_rate} lines per second of node-clock time.  Taking
+        C{count} more lines beyond it closes the link (counter
+        C{rate_limit}).
+        """
+        now = self.node.clock.seconds()
+        if self._refilled is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        self._tokens -= count
+        if self._tokens >= 0:
+            return True
+        self._pending = []
+        self.close(
+            f"flood: more than {self._burst} lines at once or {self._rate:g}/s sustained",
+            "rate_limit",
+            abort=True,
+        )
+        return False
 
     def _lineTooLong(self, length: int) -> None:
         self._pending = []
@@ -419,6 +460,10 @@ class PeerProtocol(LineOnlyReceiver):
             self.node.reject(self, "field", "HELLO with an empty serverId")
             self.close("empty serverId in HELLO", None)
             return
+        refusal = self.node.checkIdentity(self, hello)
+        if refusal is not None:
+            self.close(f"identity refused: {refusal[1]}", refusal[0], abort=True)
+            return
         self.serverId = serverId
         if self.state is LinkState.CONNECTING:
             self._sendHello()
@@ -465,6 +510,19 @@ class PeerProtocol(LineOnlyReceiver):
         ):
             self.node.resync(self)
         self._scheduleLiveness()
+
+
+def _isTLSError(reason) -> bool:
+    """
+    Whether C{reason} (a L{Failure}) is a TLS error: a refused handshake or
+    a server certificate that does not match the dialed host name.
+    """
+    try:
+        from OpenSSL.SSL import Error
+        from service_identity import VerificationError
+    except ImportError:
+        return False
+    return reason.check(Error, VerificationError) is not None
 
 
 def _isTLS(transport) -> bool:

@@ -44,6 +44,7 @@ from clustersync.errors import (
 from clustersync.interfaces import ICluster, IMessageHandler
 from clustersync.metrics import Metrics
 from clustersync.state import ADDED, JOINED, REMOVED, Change, ClusterState, StateLimitError
+from clustersync.tls import LinkSecurity
 
 __all__ = ["ClusterNode", "Delivery", "PeerInfo"]
 
@@ -136,6 +137,9 @@ class ClusterNode:
             maxChannelsPerSession=config.maxChannelsPerSession,
         )
         self.metrics = Metrics()
+        #: Who may link: mutual TLS, the plain allow-list, or open (see
+        #: L{clustersync.tls.LinkSecurity}).
+        self.security = LinkSecurity.fromConfig(config)
         self._links: dict[str, object] = {}
         self._openLinks: set = set()
         self._allClosed: list[Deferred] = []
@@ -199,6 +203,22 @@ class ClusterNode:
         )
 
     # Links -----------------------------------------------------------------
+
+    def checkConnection(self, link) -> tuple[str, str] | None:
+        """
+        A connection opened: C{None} if it may proceed to HELLO, else
+        C{(counter, reason)} to close it with (a plain connection from a
+        host not on the allow-list).
+        """
+        return self.security.checkConnection(link)
+
+    def checkIdentity(self, link, hello) -> tuple[str, str] | None:
+        """
+        C{link}'s peer sent C{hello}: C{None} if it may become that server,
+        else C{(counter, reason)} to close the link with, before any state
+        is accepted (see L{clustersync.tls.LinkSecurity.checkIdentity}).
+        """
+        return self.security.checkIdentity(self, link, hello)
 
     def isActive(self, link) -> bool:
         """Whether C{link} is the one link this node uses for its peer."""

@@ -14,8 +14,11 @@ from clustersync.config import NodeConfig
 from clustersync.link import PeerClientFactory, PeerServerFactory
 from clustersync.node import ClusterNode
 from clustersync.pluginload import loadExtensions, loadHandlers
+from clustersync.tls import peerServerEndpoint
 
 __all__ = ["NodeService", "PeerListenService", "PeerDialService", "makeNodeService"]
+
+_log = Logger()
 
 
 class _Waiters:
@@ -78,10 +81,13 @@ class PeerListenService(Service):
     name = "peer-listen"
     _log = Logger()
 
-    def __init__(self, reactor, description: str, factory) -> None:
+    def __init__(self, reactor, description: str, factory, security=None) -> None:
         self.reactor = reactor
         self.description = description
         self.factory = factory
+        #: A L{clustersync.tls.LinkSecurity} with TLS material makes the port
+        #: speak mutual TLS; C{None} listens as described.
+        self.security = security
         self.port = None
         self._listening = _Waiters()
 
@@ -96,7 +102,7 @@ class PeerListenService(Service):
     def startService(self) -> None:
         """Start listening."""
         Service.startService(self)
-        endpoint = serverFromString(self.reactor, self.description)
+        endpoint = peerServerEndpoint(self.reactor, self.description, self.security)
         d = endpoint.listen(self.factory)
 
         def listening(port):
@@ -151,11 +157,17 @@ class PeerDialService(Service):
         factory.maxDelay = self.node.config.reconnectMaxDelay
         self.factories.append(factory)
         self.node.outboundFactories.append(factory)
-        self._connectors.append(
-            self.reactor.connectTCP(
+        security = getattr(self.node, "security", None)
+        if security is None or security.dialsPlain(address):
+            connector = self.reactor.connectTCP(
                 host, int(port), factory, timeout=self.node.config.connectTimeout
             )
-        )
+        else:
+            connector = self.reactor.connectSSL(
+                host, int(port), factory, security.clientOptions(host),
+                timeout=self.node.config.connectTimeout,
+            )
+        self._connectors.append(connector)
 
     def stopService(self):
         """Stop dialing and retrying."""
@@ -185,8 +197,18 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
     top.node = node
     NodeService(node, failures).setServiceParent(top)
     if config.listen:
-        PeerListenService(reactor, config.listen, PeerServerFactory(node)).setServiceParent(top)
-    PeerDialService(reactor, node, config.peers).setServiceParent(top)
+        PeerListenService(
+            reactor, config.listen, PeerServerFactory(node), node.security
+        ).setServiceParent(top)
+    if config.plainListen:
+        plain = PeerListenService(reactor, config.plainListen, PeerServerFactory(node))
+        plain.setName("peer-listen-plain")
+        plain.setServiceParent(top)
+    for warning in node.security.startupWarnings(config):
+        _log.warn("{banner} {text} {banner}", banner="*" * 8, text=warning)
+    PeerDialService(
+        reactor, node, list(config.peers) + node.security.plainDialAddresses()
+    ).setServiceParent(top)
     for extension in loadExtensions(config.pluginDirs):
         service = extension.makeService(node, config, reactor)
         if service is not None:
