@@ -368,3 +368,21 @@ class OptionsTests(TomlMixin, unittest.SynchronousTestCase):
     def test_unknownOption(self):
         """An unknown option is a L{usage.UsageError}."""
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--nope"])
+
+
+class DocumentedExampleTests(unittest.SynchronousTestCase):
+    """The example file of C{docs/configuration.md} loads as documented."""
+
+    def test_exampleFile(self):
+        """C{docs/examples/node-a.toml} loads, with the values it shows."""
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "docs", "examples", "node-a.toml")
+        config = loadConfig(path)
+        self.assertEqual(config.serverId, "srv-a")
+        self.assertEqual(config.peers, ["127.0.0.1:7201", "127.0.0.1:7301"])
+        self.assertEqual(config.pluginDirs, [os.path.expanduser("~/clustersync-plugins")])
+        self.assertEqual((config.handshakeTimeout, config.reconnectMaxDelay,
+                          config.maxSessionsPerServer), (5.0, 10.0, 100000))
+        docs = os.path.join(os.path.dirname(os.path.dirname(path)), "configuration.md")
+        with open(path, encoding="utf-8") as f, open(docs, encoding="utf-8") as d:
+            self.assertIn(f.read().strip(), d.read())
