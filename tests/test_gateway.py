@@ -266,6 +266,7 @@ class CommandTests(GatewayTestMixin, unittest.TestCase):
         r = ana.call("SEND_USER", clienteId=99, contenido="hola")
         self.assertFalse(r["payload"]["success"])
         self.assertIn("user 99 is not connected", r["payload"]["message"])
+        self.assertEqual(self.rejected(), {})  # not bad input: nobody is online
 
     def test_messageIdsUnique(self):
         """Every send gets a new mensajeId of the form server:boot:counter."""

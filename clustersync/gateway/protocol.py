@@ -384,10 +384,10 @@ class ClientProtocol(Protocol):
         mensajeId = self.gateway.nextMessageId()
         try:
             delivery = yield send(mensajeId)
-        except UnknownUser:
-            raise BadRequest("no_target", f"{unknown}; nobody received it") from None
-        except UnknownChannel:
-            raise BadRequest("no_target", f"{unknown}; nobody received it") from None
+        except (UnknownUser, UnknownChannel):
+            # Not bad input: the target just has nobody online.
+            self.respond(command, False, f"{unknown}; nobody received it", mensajeId=mensajeId)
+            return
         except PeerUnavailable as e:
             reached = _deliveryText(e.delivery) if e.delivery else "nobody"
             self.respond(command, False,
