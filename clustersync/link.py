@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import socket
+from random import random as _random
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, ReconnectingClientFactory
@@ -604,15 +605,32 @@ class PeerClientFactory(ReconnectingClientFactory):
 
     def retry(self, connector=None) -> None:
         """
-        Schedule a redial like L{ReconnectingClientFactory.retry}, but never
-        more than L{maxDelay} from now (Twisted applies the jitter after
-        the cap).
+        Schedule a redial: the delay grows by L{factor} up to L{maxDelay},
+        then gets a uniform jitter of +/- L{jitter} that never takes it
+        below zero nor above L{maxDelay}.  (Twisted's own C{retry} applies a
+        normal jitter after the cap: it can exceed the cap and, rarely, go
+        negative, which C{callLater} refuses, leaving the peer undialed.)
         """
-        ReconnectingClientFactory.retry(self, connector)
-        call = self._callID
-        if call is not None and call.active():
-            if call.getTime() - self.clock.seconds() > self.maxDelay:
-                call.reset(self.maxDelay)
+        if not self.continueTrying:
+            return
+        if connector is None:
+            connector = self.connector
+            if connector is None:
+                return
+        self.retries += 1
+        if self.maxRetries is not None and self.retries > self.maxRetries:
+            return
+        self.delay = min(self.delay * self.factor, self.maxDelay)
+        delay = self.delay
+        if self.jitter:
+            delay *= 1 + self.jitter * (2 * _random() - 1)
+        delay = min(max(delay, 0.0), self.maxDelay)
+
+        def reconnector():
+            self._callID = None
+            connector.connect()
+
+        self._callID = self.clock.callLater(delay, reconnector)
 
     def wake(self) -> None:
         """
