@@ -179,14 +179,15 @@ def loadHandlers(pluginDirs=()) -> tuple[list, list[PluginFailure]]:
 def loadExtensions(pluginDirs=()) -> list:
     """
     Find every L{INodeExtension} plugin: the built-in ones (found with
-    L{getPlugins}, sorted by name), then each directory's in file-name
+    L{getPlugins}, sorted by module and name), then each directory's in file-name
     order.  Files that fail to import are skipped here; L{loadHandlers},
     called first by L{clustersync.service.makeNodeService}, reports them.
     """
     import clustersync.plugins as builtin
 
     extensions = sorted(
-        getPlugins(INodeExtension, builtin), key=lambda e: getattr(e, "name", "")
+        getPlugins(INodeExtension, builtin),
+        key=lambda e: (type(e).__module__, getattr(e, "name", "")),
     )
     seen = {id(e) for e in extensions}
     for directory in pluginDirs:
