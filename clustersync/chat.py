@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
-__all__ = ["ServerConnection", "ChatCore", "TerminalUI", "PlainUI", "formatEvent", "main"]
+__all__ = ["ServerConnection", "ChatCore", "PlainUI", "formatEvent", "main"]
 
 HELP = """commands:
   /join N            join channel N (it becomes the current channel)
@@ -555,6 +555,7 @@ class _Runner:
         self._stopping = False
 
     def uiReady(self, ui) -> None:
+        """The UI is up: build the core and connect to the gateway."""
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
         self.core = ChatCore(ui, f"{self.host}:{self.port}", self.usuario)
@@ -570,6 +571,7 @@ class _Runner:
         self.stop()
 
     def stop(self) -> None:
+        """Stop the reactor (once), shortly, so last writes get out."""
         if not self._stopping:
             self._stopping = True
             # Let the LOGOUT and the last output reach their sockets first.

@@ -56,6 +56,7 @@ class CoreTests(unittest.TestCase):
     """L{ChatCore} with a fake UI and a L{ServerConnection} on a StringTransport."""
 
     def setUp(self):
+        """A core on a fake UI, connected to a StringTransport."""
         self.ui = FakeUI()
         self.core = ChatCore(self.ui, "h:1")
         self.conn = ServerConnection(self.core)
@@ -223,6 +224,7 @@ class TerminalChatTests(unittest.TestCase):
 
     @inlineCallbacks
     def setUp(self):
+        """Start two linked nodes with gateways."""
         self.cond = Conditions(reactor)
         users = writeUsers(self.mktemp())
         self.nodes, self.clientPorts = {}, {}

@@ -12,13 +12,15 @@ import json
 import os
 import sys
 
-from twisted.cred.credentials import UsernamePassword
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
+from zope.interface import implementer
 
 from clustersync import admin
 from clustersync.config import NodeConfig
@@ -98,10 +100,25 @@ class FakeClient:
         self.protocol.connectionLost(None)
 
 
+@implementer(ICredentialsChecker)
+class SlowChecker:
+    """A checker whose answer is a L{Deferred} the test fires."""
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, pending: Deferred) -> None:
+        self.pending = pending
+
+    def requestAvatarId(self, credentials):
+        """@return: the pending L{Deferred}."""
+        return self.pending
+
+
 class GatewayTestMixin:
     """A node on a L{Clock} with a L{Gateway} as its local delivery."""
 
     def setUp(self):
+        """A node C{srv-t} on a clock, its gateway, and the test users."""
         self.clock = Clock()
         self.clock.advance(1000)
         self.node = ClusterNode(NodeConfig(serverId="srv-t"), self.clock)
@@ -195,18 +212,7 @@ class LoginTests(GatewayTestMixin, unittest.TestCase):
         no session.
         """
         pending = Deferred()
-
-        class SlowChecker:
-            credentialInterfaces = self.checker.credentialInterfaces
-
-            def requestAvatarId(self, credentials):
-                return pending
-
-        from zope.interface import directlyProvides
-        from twisted.cred.checkers import ICredentialsChecker
-        directlyProvides(SlowChecker, ICredentialsChecker)
-        slow = SlowChecker()
-        directlyProvides(slow, ICredentialsChecker)
+        slow = SlowChecker(pending)
         self.gateway.portal = makePortal(slow)
         c = FakeClient(self.gateway)
         c.request("LOGIN", usuario="ana", contrasenia="ana-pw")

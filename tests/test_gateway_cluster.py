@@ -118,6 +118,7 @@ class GatewayClusterTests(unittest.TestCase):
 
     @inlineCallbacks
     def setUp(self):
+        """Start A, B and C with gateways and wait for the full mesh."""
         self.cond = Conditions(reactor)
         users = writeUsers(self.mktemp())
         self.nodes, self.clientPorts = {}, {}
