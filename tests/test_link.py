@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 
-from twisted.internet import protocol as twistedProtocol
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
@@ -22,6 +21,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from clustersync.config import NodeConfig
+from clustersync import link as linkModule
 from clustersync.handlers import BUILTIN_HANDLERS
 from clustersync.interfaces import IClusterListener, IPeerLink
 from clustersync.link import (
@@ -727,7 +727,7 @@ class ClientFactoryTests(unittest.TestCase):
         Retry delays grow and never exceed C{maxDelay}, even with the
         largest jitter.
         """
-        self.patch(twistedProtocol.random, "normalvariate", lambda mu, sigma: mu + 3 * sigma)
+        self.patch(linkModule, "_random", lambda: 1.0)
         self.factory.maxDelay = 5.0
         delays = self.failAttempts(10)
         self.assertLess(delays[0], delays[1])
@@ -735,6 +735,18 @@ class ClientFactoryTests(unittest.TestCase):
         self.assertLessEqual(max(delays), 5.0)
         self.assertLessEqual(self.factory.delay, 5.0)
         self.assertEqual(self.connector.connects, 10)
+
+    def test_jitterNeverNegative(self) -> None:
+        """
+        With the lowest jitter draw every delay stays at its lower bound,
+        (1 - jitter) times the backoff: positive, never below zero.
+        """
+        self.patch(linkModule, "_random", lambda: 0.0)
+        delays = self.failAttempts(3)
+        expected = [self.factory.initialDelay * self.factory.factor ** n * (1 - self.factory.jitter)
+                    for n in (1, 2, 3)]
+        for got, want in zip(delays, expected):
+            self.assertAlmostEqual(got, want)
 
     def test_standbyDoesNotRetry(self) -> None:
         """A factory on standby schedules no retry after a lost or failed link."""
@@ -826,7 +838,7 @@ class SilentPeerTests(unittest.TestCase):
         Each outbound link times out in the handshake, and the redial delay
         keeps growing (it is not reset by the TCP connection).
         """
-        self.patch(twistedProtocol.random, "normalvariate", lambda mu, sigma: mu)
+        self.patch(linkModule, "_random", lambda: 0.5)
         clock = Clock()
         node = makeNode("srv-b", clock, handshakeTimeout=2.0)
         factory = PeerClientFactory(node, "127.0.0.1:7001", clock)
