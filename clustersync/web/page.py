@@ -116,7 +116,7 @@ function renderPeers(peers) {
     el("td", {}, el("strong", {}, status ? status.serverId : "")),
     el("td", {"class": "state self"}, "this node"),
     el("td", {}, status ? since(status.started) : ""),
-    el("td", {}, "\\u2014"), el("td", {}, status && status.web ? status.web : ""),
+    el("td", {}, "\\u2014"), el("td", {}, el("code", {}, status && status.web ? status.web : "")),
     el("td", {}, "\\u2014"),
     el("td", {}, status ? (perServer[status.serverId] || 0) : ""), el("td", {}, ""))];
   for (const p of peers) {
@@ -153,11 +153,15 @@ function renderEvents(events) {
     : [el("li", {"class": "empty"}, "nothing yet")]));
 }
 
+function renderHealth() {
+  $("health").textContent = status.health.status + " \\u00b7 up "
+    + ago(status.started).replace(" ago", "");
+}
+
 function render() {
   $("self").textContent = status.serverId;
   document.title = "clustersync \\u00b7 " + status.serverId;
-  const h = status.health;
-  $("health").textContent = h.status + " \\u00b7 up " + ago(status.started).replace(" ago", "");
+  renderHealth();
   renderPeers(status.peers);
   const s = status.sessions;
   $("sessions-summary").textContent = s.count + " (" + s.local + " local, " + s.remote + " remote)"
@@ -214,6 +218,7 @@ function connect() {
 
 setInterval(() => {
   for (const s of document.querySelectorAll(".since")) s.textContent = ago(Number(s.dataset.t));
+  if (status) renderHealth();
 }, 1000);
 refresh(0);
 connect();
