@@ -78,6 +78,9 @@ class NodeConfig:
     #: flooding client is closed.
     clientRate: float = 20.0
     clientBurst: int = 100
+    #: Bytes that may queue for a chat client that stopped reading before
+    #: it is disconnected.
+    clientMaxOutput: int = 4 * 1024 * 1024
     web: str | None = DEFAULT_WEB
     logJson: str | None = None
     #: Mutual TLS for peer links (see docs/security.md): the cluster CA
@@ -229,6 +232,7 @@ _KEYS = {
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),
+    "client_max_output": ("clientMaxOutput", _positive(int)),
     "web": ("web", _optEndpoint),
     "log_json": ("logJson", _optStr),
     "tls_ca": ("tlsCa", _optStr),

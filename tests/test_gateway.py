@@ -451,6 +451,31 @@ class BadInputTests(GatewayTestMixin, unittest.TestCase):
             self.assertTrue(c.call("PING")["payload"]["success"])
         self.assertFalse(c.transport.disconnecting)
 
+    def test_slowReaderCutOff(self):
+        """
+        A client that stops reading is disconnected once more than
+        C{maxOutput} bytes queue for it; one that resumes in time is not.
+        """
+        self.gateway.maxOutput = 1000
+        ana, luis, root = self.client("ana"), self.client("luis"), self.client("root")
+        self.assertIs(luis.transport.producer, luis.protocol)
+        luis.protocol.pauseProducing()  # what the transport does when luis stops reading
+        root.protocol.pauseProducing()
+        for i in range(2):  # about 700 bytes queue for root: under the bound
+            self.clock.advance(1)  # (within ana's request rate)
+            ana.call("SEND_USER", clienteId=3, contenido="x" * 150)
+        root.protocol.resumeProducing()  # root's socket drained in time
+        for i in range(10):
+            self.clock.advance(1)
+            ana.call("SEND_USER", clienteId=2, contenido="x" * 150)
+            ana.call("SEND_USER", clienteId=3, contenido="x" * 150)
+        self.assertTrue(luis.transport.disconnected)
+        self.assertFalse(root.transport.disconnecting)
+        self.assertEqual(len(root.lines()), 12)
+        self.assertEqual(self.rejected(), {"client_slow": 1})
+        luis.protocol.connectionLost(None)
+        self.assertEqual([s.usuario for s in self.node.state.allSessions()], ["ana", "root"])
+
     def test_crlfAndSplitReads(self):
         """CRLF line ends and lines split across reads work; blank lines are ignored."""
         c = FakeClient(self.gateway)

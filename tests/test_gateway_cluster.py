@@ -339,3 +339,40 @@ class GatewayClusterTests(unittest.TestCase):
         r = yield c.send("LOGIN", usuario="ana", contrasenia="wrong")
         self.assertEqual(r["payload"], {"success": False, "message": "wrong usuario or contrasenia"})
         self.assertEqual([n.state.sessionsOf("srv-b") for n in self.nodes.values()], [[], [], []])
+
+
+class SlowReaderTests(unittest.TestCase):
+    """A real client socket that stops reading, on a node with a small output bound."""
+
+    timeout = 30
+
+    @inlineCallbacks
+    def test_slowReaderDisconnected(self):
+        """
+        Messages for a client that does not read pile up only to
+        C{client_max_output}; then it is cut off, its session ends, and the
+        other client still gets everything.
+        """
+        cond = Conditions(reactor)
+        service, node, _, _ = yield startNode(
+            self, reactor, "srv-s", conditions=cond, clients="tcp:0:interface=127.0.0.1",
+            usersFile=writeUsers(self.mktemp()), clientMaxOutput=200_000)
+        port = (yield service.getServiceNamed("gateway").whenListening()).getHost().port
+        clients = []
+        for usuario, pw in (("ana", "ana-pw"), ("luis", "luis-pw")):
+            c = yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), ChatClient())
+            self.addCleanup(lambda c=c: None if c.isClosed else (c.transport.loseConnection(), c.closed)[1])
+            yield c.ok("LOGIN", usuario=usuario, contrasenia=pw)
+            clients.append(c)
+        ana, luis = clients
+        ana.transport.pauseProducing()  # ana's client stops reading its socket
+        for i in range(100):
+            node.sendToUser(1, {"command": "EVENT", "payload": {"n": i, "pad": "x" * 10_000}})
+        node.sendToUser(2, {"command": "EVENT", "payload": {"fin": True}})
+        yield cond.waitUntil(lambda: [s.usuario for s in node.state.allSessions()] == ["luis"],
+                             what="ana's session ended")
+        self.assertEqual(node.metrics.rejectedInputs["client_slow"], 1)
+        yield luis.waitFor(lambda c: c.eventsOf(fin=True), what="luis still served")
+        ana.transport.resumeProducing()
+        yield ana.closed
+        self.assertLess(sum(1 for e in ana.events if "n" in e), 100)

@@ -143,6 +143,8 @@ class ClientProtocol(Protocol):
         self._tokens = float(gateway.burst)
         self._refilled = gateway.clock.seconds()
         self.lost = Deferred()
+        self._congested = False
+        self._queuedBytes = 0
 
     # Connection ------------------------------------------------------------
 
@@ -157,6 +159,24 @@ class ClientProtocol(Protocol):
             except Exception:
                 pass
         self.gateway.connections.add(self)
+        # Told when the socket's send buffer is full (the client is not
+        # reading), so the output queued meanwhile can be bounded.
+        self.transport.registerProducer(self, True)
+
+    # IPushProducer: the transport tells us when the client stops reading.
+
+    def pauseProducing(self) -> None:
+        """The client is not keeping up: start counting what queues up."""
+        if not self._congested:
+            self._congested = True
+            self._queuedBytes = 0
+
+    def resumeProducing(self) -> None:
+        """The client caught up."""
+        self._congested = False
+
+    def stopProducing(self) -> None:
+        """The connection is going away."""
 
     def connectionLost(self, reason) -> None:
         """End the session, if any, and forget this connection."""
@@ -182,13 +202,27 @@ class ClientProtocol(Protocol):
 
     def sendObject(self, obj) -> None:
         """Write one JSON line (if still connected)."""
-        if not self.closed and not self._closing:
-            self.transport.write(encodeRaw(obj) + b"\n")
+        self.sendRaw(encodeRaw(obj) + b"\n")
 
     def sendRaw(self, line: bytes) -> bool:
-        """Write one already-encoded line ending in C{\\n}."""
+        """
+        Write one already-encoded line ending in C{\\n}.  A client that
+        stopped reading and has more than C{gateway.maxOutput} bytes queued
+        is cut off (the line is not written).
+
+        @return: whether it was written.
+        """
         if self.closed or self._closing:
             return False
+        if self._congested:
+            self._queuedBytes += len(line)
+            if self._queuedBytes > self.gateway.maxOutput:
+                self.gateway.rejected(
+                    self, "slow", f"not reading; over {self.gateway.maxOutput} bytes queued")
+                self._closing = True
+                self._queue.clear()
+                self.transport.abortConnection()
+                return False
         self.transport.write(line)
         return True
 
@@ -208,9 +242,18 @@ class ClientProtocol(Protocol):
             return
         self.gateway.rejected(self, reason, message)
         self.respond("ERROR", False, message + "; closing the connection")
+        self.close()
+
+    def close(self) -> None:
+        """
+        Close after flushing what is queued (the producer registration is
+        dropped first, or the transport would wait for it forever).
+        """
         self._closing = True
         self._queue.clear()
-        self.transport.loseConnection()
+        if not self.closed:
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
 
     # Input -----------------------------------------------------------------
 

@@ -44,13 +44,17 @@ class Gateway:
     @ivar maxLineLength: the longest request line accepted (bytes).
     @ivar rate: requests per second allowed per connection (sustained).
     @ivar burst: requests allowed in a burst per connection.
+    @ivar maxOutput: bytes that may queue for a client that stopped reading
+        before it is disconnected.
     """
 
     _log = Logger()
 
     def __init__(self, node, portal, clock, maxLineLength: int = 65536,
-                 rate: float = 20.0, burst: int = 100) -> None:
+                 rate: float = 20.0, burst: int = 100,
+                 maxOutput: int = 4 * 1024 * 1024) -> None:
         self.node = node
+        self.maxOutput = maxOutput
         self.portal = portal
         self.clock = clock
         self.maxLineLength = maxLineLength
@@ -143,7 +147,7 @@ class Gateway:
         for client in list(self.connections):
             client._endSession(why)
             waits.append(client.lost)
-            client.transport.loseConnection()
+            client.close()
         return DeferredList(waits) if waits else succeed(None)
 
 
@@ -219,7 +223,7 @@ class GatewayService(Service):
         c = self.config
         self.gateway = Gateway(self.node, makePortal(checker), self.reactor,
                                maxLineLength=c.clientMaxLine, rate=c.clientRate,
-                               burst=c.clientBurst)
+                               burst=c.clientBurst, maxOutput=c.clientMaxOutput)
         self.node.setLocalDelivery(self.gateway)
         d = serverFromString(self.reactor, self.config.clients).listen(self.gateway.factory)
 
