@@ -72,6 +72,8 @@ class PeerInfo:
     @ivar address: the peer's C{host:port}.
     @ivar since: when the link was established (seconds since the epoch).
     @ivar tls: whether the link is TLS.
+    @ivar outboundBuffered: bytes queued for the peer beyond what its
+        transport took (0 when it keeps up), when the snapshot was taken.
     """
 
     serverId: str
@@ -79,10 +81,12 @@ class PeerInfo:
     address: str
     since: float
     tls: bool
+    outboundBuffered: int = 0
 
 
 def _peerInfo(link) -> PeerInfo:
-    return PeerInfo(link.serverId, link.direction, link.peerAddress, link.since or 0.0, link.tls)
+    return PeerInfo(link.serverId, link.direction, link.peerAddress, link.since or 0.0, link.tls,
+                    getattr(link, "outboundBuffered", 0))
 
 
 def _wireInt(name: str, value) -> int:

@@ -118,8 +118,9 @@ class WebServiceTests(unittest.TestCase):
         self.assertEqual(code, 200)
         self.assertEqual(doc["serverId"], "srv-a")
         [peer] = doc["peers"]
-        self.assertEqual((peer["serverId"], peer["state"], peer["direction"], peer["tls"]),
-                         ("srv-b", "up", "inbound", False))
+        self.assertEqual((peer["serverId"], peer["state"], peer["direction"], peer["tls"],
+                          peer["outboundBuffered"]),
+                         ("srv-b", "up", "inbound", False, 0))
         upSince = peer["since"]
         yield self.serviceB.stopService()
         yield self.cond.waitUntil(lambda: self.a.linkFor("srv-b") is None, what="B gone")
@@ -245,6 +246,7 @@ class WebServiceTests(unittest.TestCase):
             for s in family.samples:
                 samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
         self.assertEqual(samples[("clustersync_links_up", ())], 1)
+        self.assertEqual(samples[("clustersync_outbound_buffer_bytes", (("peer", "srv-b"),))], 0)
         self.assertEqual(samples[("clustersync_sessions", (("where", "local"),))], 1)
         self.assertEqual(samples[("clustersync_sessions", (("where", "remote"),))], 1)
         self.assertEqual(samples[("clustersync_channels", ())], 1)

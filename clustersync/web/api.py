@@ -67,9 +67,17 @@ def _sessionCounts(node, sessions) -> dict:
     return {"local": local, "remote": len(sessions) - local, "perServer": dict(sorted(perServer.items()))}
 
 
-def peersDocument(web) -> dict:
-    """C{/api/peers}: this node and every peer it has seen."""
-    return {"serverId": web.node.serverId, "peers": web.tracker.peerList()}
+def peersDocument(web, linked=()) -> dict:
+    """
+    C{/api/peers}: this node and every peer it has seen; linked ones
+    (C{linked}, the L{PeerInfo}s of C{node.peers()}) with their current
+    C{outboundBuffered} bytes.
+    """
+    buffered = {p.serverId: getattr(p, "outboundBuffered", 0) for p in linked}
+    peers = web.tracker.peerList()
+    for record in peers:
+        record["outboundBuffered"] = buffered.get(record["serverId"]) if record["state"] == "up" else None
+    return {"serverId": web.node.serverId, "peers": peers}
 
 
 def sessionsDocument(web, sessions, server: str | None = None,
@@ -289,7 +297,8 @@ class WebRoot(Resource):
         self.putChild(b"metrics", _Metrics(web))
         api = Resource()
         self.putChild(b"api", api)
-        api.putChild(b"peers", _JSON(web, lambda request: peersDocument(web)))
+        api.putChild(b"peers", _JSON(web, lambda request: web.node.peers().addCallback(
+            lambda linked: peersDocument(web, linked))))
         api.putChild(b"sessions", _JSON(web, _withSessions(web, sessionsDocument, _parseSessions)))
         api.putChild(b"channels", _JSON(web, _withSessions(web, channelsDocument)))
         api.putChild(b"health", _JSON(web, _withSessions(web, healthDocument)))

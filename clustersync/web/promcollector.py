@@ -10,12 +10,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["NodeCollector", "makeRegistry", "BUFFER_ATTRIBUTES"]
+__all__ = ["NodeCollector", "makeRegistry"]
 
-#: Attributes of a L{clustersync.node.PeerInfo} that, if present, give the
-#: bytes waiting in that link's outbound buffer.  None exists yet; the
-#: metric appears as soon as one does.
-BUFFER_ATTRIBUTES = ("outboundBuffered", "bufferedBytes", "outboundBufferBytes")
 
 
 def _now(d):
@@ -87,11 +83,7 @@ class NodeCollector:
                                      "Bytes waiting in the outbound buffer of a peer link.",
                                      labels=["peer"])
         for peer in peers:
-            for attribute in BUFFER_ATTRIBUTES:
-                value = getattr(peer, attribute, None)
-                if value is not None:
-                    buffered.add_metric([peer.serverId], value)
-                    break
+            buffered.add_metric([peer.serverId], getattr(peer, "outboundBuffered", 0))
         yield buffered
 
         sessions = _now(node.sessions()) or []
