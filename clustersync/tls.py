@@ -57,6 +57,7 @@ __all__ = [
     "initCertDir",
     "addNode",
     "ensureDevCerts",
+    "devClusterSettings",
     "loadTLSMaterial",
     "certificateIdentity",
     "peerIdentity",
@@ -353,6 +354,32 @@ def ensureDevCerts(directory: str, serverIds: Iterable[str]) -> dict[str, dict[s
         if not _usable(paths, serverId, caCert):
             paths = addNode(directory, serverId)
         result[serverId] = paths
+    return result
+
+
+def devClusterSettings(directory: str, nodes) -> dict[str, dict]:
+    """
+    The TLS settings of the local C{make cluster} nodes, certificates made
+    by L{ensureDevCerts} in C{directory}.
+
+    @param nodes: serverId -> a tuple whose first item is the node's peer
+        port (L{clustersync.devcluster.NODES}), or just an iterable of
+        serverIds.
+    @return: serverId -> TOML settings to add to that node: C{tls_ca},
+        C{tls_cert}, C{tls_key} and, when its peer port is known,
+        C{listen = "ssl:PORT:interface=127.0.0.1"}.  Peers stay
+        C{127.0.0.1:PORT} (the certificates name 127.0.0.1 and localhost).
+    """
+    ports = dict(nodes) if isinstance(nodes, dict) else {name: None for name in nodes}
+    result = {}
+    for serverId, paths in ensureDevCerts(directory, ports).items():
+        settings = dict(paths)
+        port = ports[serverId]
+        if isinstance(port, (tuple, list)):
+            port = port[0]
+        if port is not None:
+            settings["listen"] = f"ssl:{int(port)}:interface=127.0.0.1"
+        result[serverId] = settings
     return result
 
 

@@ -234,6 +234,19 @@ class CertificateToolTests(unittest.TestCase):
         self.assertEqual(loadMaterial(_settings(third["srv-b"])).identity, "srv-b")
 
 
+    def test_devClusterSettings(self):
+        """
+        L{tls.devClusterSettings} gives each C{make cluster} node an ssl:
+        peer port and its TLS files, which load as a valid configuration.
+        """
+        directory = self.mktemp()
+        settings = tls.devClusterSettings(directory, {"srv-a": (7101, 7201), "srv-b": (7102, 7202)})
+        self.assertEqual(settings["srv-a"]["listen"], "ssl:7101:interface=127.0.0.1")
+        config = loadConfig(None, {"server_id": "srv-b", **settings["srv-b"]})
+        self.assertEqual(tls.LinkSecurity.fromConfig(config).mode, tls.TLS)
+        self.assertNotIn("listen", tls.devClusterSettings(directory, ["srv-c"])["srv-c"])
+
+
 class ConfigTests(unittest.TestCase):
     """
     The TLS and plain-TCP settings are validated together, naming the key.
