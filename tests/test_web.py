@@ -255,8 +255,7 @@ class WebServiceTests(unittest.TestCase):
             samples[("clustersync_messages_in_total", (("type", "CLIENT_CONNECTED"),))], 1)
         self.assertEqual(samples[("clustersync_rejected_inputs_total", (("reason", "json"),))], 1)
         self.assertEqual(samples[("clustersync_sync_applied_total", ())], 1)
-        self.assertEqual(samples[(
-            "clustersync_peer_up", (("direction", "inbound"), ("peer", "srv-b"), ("tls", "false")))], 1)
+        self.assertEqual(samples[("clustersync_peer_up", (("peer", "srv-b"),))], 1)
 
     @inlineCallbacks
     def test_registriesPerNode(self):

@@ -74,10 +74,9 @@ class NodeCollector:
         yield GaugeMetricFamily("clustersync_links_up", "Established peer links.", value=len(peers))
         known = GaugeMetricFamily("clustersync_peer_up",
                                   "1 if the link to this peer is up, 0 if it was seen and is down.",
-                                  labels=["peer", "direction", "tls"])
+                                  labels=["peer"])
         for record in self.web.tracker.peerList():
-            known.add_metric([record["serverId"], record["direction"], str(record["tls"]).lower()],
-                             1 if record["state"] == "up" else 0)
+            known.add_metric([record["serverId"]], 1 if record["state"] == "up" else 0)
         yield known
         buffered = GaugeMetricFamily("clustersync_outbound_buffer_bytes",
                                      "Bytes waiting in the outbound buffer of a peer link.",
