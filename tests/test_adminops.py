@@ -38,6 +38,7 @@ class AdminCommandTests(unittest.TestCase):
 
     @inlineCallbacks
     def setUp(self):
+        """Link A and B, add a session on each, find A's web port."""
         cond = Conditions(reactor)
         service, self.a, portA, _ = yield startNode(
             self, reactor, "srv-a", conditions=cond, web="tcp:0:interface=127.0.0.1")

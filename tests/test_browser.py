@@ -121,6 +121,7 @@ class StatusPageBrowserTests(unittest.TestCase):
     timeout = 120
 
     def setUp(self):
+        """Skip when Chromium is not installed."""
         if not os.access(CHROMIUM, os.X_OK):
             raise unittest.SkipTest(
                 f"{CHROMIUM} not installed (Debian package chromium; .ci/run installs it)")

@@ -125,6 +125,7 @@ class VerifyTests(unittest.TestCase):
     timeout = 60
 
     def setUp(self):
+        """Find systemd-analyze, or skip saying how to get it."""
         self.analyze = shutil.which("systemd-analyze")
         if self.analyze is None:
             raise unittest.SkipTest(
@@ -191,6 +192,7 @@ class NotifyTests(unittest.TestCase):
     """L{NotifyService} and L{notify} against a real datagram socket."""
 
     def setUp(self):
+        """Bind a datagram socket to receive the notifications."""
         directory = shortTempDir(self)
         self.path = os.path.join(directory, "notify")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

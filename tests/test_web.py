@@ -92,6 +92,7 @@ class WebServiceTests(unittest.TestCase):
 
     @inlineCallbacks
     def setUp(self):
+        """Start node A with its web service on an ephemeral port."""
         self.cond = Conditions(reactor)
         self.serviceA, self.a, self.portA, _ = yield startNode(
             self, reactor, "srv-a", conditions=self.cond, web=WEB)
@@ -256,6 +257,42 @@ class WebServiceTests(unittest.TestCase):
         self.assertEqual(samples[("clustersync_rejected_inputs_total", (("reason", "json"),))], 1)
         self.assertEqual(samples[("clustersync_sync_applied_total", ())], 1)
         self.assertEqual(samples[("clustersync_peer_up", (("peer", "srv-b"),))], 1)
+
+    @inlineCallbacks
+    def test_outboundBufferOfSlowPeer(self):
+        """
+        A peer that stops reading shows a growing outbound buffer in
+        /metrics and /api/peers while A keeps writing to it.
+        """
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        from clustersync.codec import Hello, encode
+
+        class Silent(Protocol):
+            """Says HELLO, then never reads again."""
+
+            def connectionMade(self):
+                """Handshake, then stop reading."""
+                self.transport.write(encode(Hello.make("srv-slow")))
+                self.transport.pauseProducing()
+
+        self.a.config.maxOutboundBuffer = 256 * 1024 * 1024  # not cut as a slow peer here
+        client = yield connectProtocol(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", self.portA), Silent())
+        self.addCleanup(client.transport.abortConnection)
+        yield self.cond.waitUntil(lambda: self.a.linkFor("srv-slow") is not None,
+                                  what="slow peer linked")
+        chunk = "x" * 65536
+        for i in range(512):  # 32 MiB, far more than loopback socket buffers hold
+            self.a.broadcast({"n": i, "pad": chunk})
+        code, headers, body = yield get(self.base + "/metrics")
+        [family] = [f for f in text_string_to_metric_families(body.decode())
+                    if f.name == "clustersync_outbound_buffer_bytes"]
+        [sample] = family.samples
+        self.assertEqual(sample.labels, {"peer": "srv-slow"})
+        self.assertGreater(sample.value, 1024 * 1024)
+        code, doc = yield getJSON(self.base + "/api/peers")
+        self.assertGreater(doc["peers"][0]["outboundBuffered"], 1024 * 1024)
 
     @inlineCallbacks
     def test_registriesPerNode(self):

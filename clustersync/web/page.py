@@ -179,11 +179,16 @@ function render() {
   renderEvents(status.events);
 }
 
-let pending = null, inflight = false, again = false;
+let pending = null, inflight = false, again = false, lastFetch = 0;
+// At most one /api/status fetch per second for "changed" hints (a busy node
+// changes sessions all the time); peer changes are drawn from the event
+// itself at once.
 function refresh(delay) {
   if (pending) return;
+  delay = Math.max(delay, 1000 - (Date.now() - lastFetch));
   pending = setTimeout(async () => {
     pending = null;
+    lastFetch = Date.now();
     if (inflight) { again = true; return; }
     inflight = true;
     try {
