@@ -17,7 +17,6 @@ import stat
 from contextlib import redirect_stdout
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint
