@@ -503,6 +503,19 @@ class MutualTLSTests(unittest.TestCase):
         self.assertUntouched()
 
     @inlineCallbacks
+    def test_garbageDoesNotStopTheNode(self):
+        """
+        A megabyte of garbage on the TLS port is refused, and the node then
+        still links with a good peer.
+        """
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.portA)
+        yield self.rawPeer(endpoint, [bytes(range(256)) * 4096])
+        self.assertUntouched()
+        b = yield self.dialA("srv-b", self.certs["srv-b"])
+        yield self.cond.waitUntil(lambda: b.state.session("srv-a", "sa") is not None)
+        self.assertEqual(sorted(self.a._links), ["srv-b"])
+
+    @inlineCallbacks
     def test_certificateForAnotherServerIdRefused(self):
         """
         A client with a valid certificate for srv-x that says HELLO as srv-b
