@@ -165,6 +165,26 @@ class VerifyTests(unittest.TestCase):
         self.assertEqual((code, complaints), (0, []))
 
     @inlineCallbacks
+    def test_exposure(self):
+        """
+        C{systemd-analyze security --offline} rates the service's exposure
+        at most 2.0 of 10 ("OK"): the hardening options take effect.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "clustersync.service")
+        with open(path, "w") as f:
+            f.write(self.installed("clustersync.service"))
+        out, err, code = yield getProcessOutputAndValue(
+            self.analyze, ["security", "--offline=true", "--threshold=20", path],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SYSTEMD_COLORS": "0"})
+        text = (out + err).decode("utf-8", "replace")
+        [line] = [x for x in text.splitlines() if "Overall exposure level" in x]
+        level = float(line.split(":")[1].split()[0])
+        self.assertLessEqual(level, 2.0, line)
+        self.assertEqual(code, 0, text[-2000:])
+
+    @inlineCallbacks
     def test_verifyCatchesMistakes(self):
         """
         The same check flags a misspelt key and a bad value (so the test
