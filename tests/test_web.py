@@ -246,6 +246,7 @@ class WebServiceTests(unittest.TestCase):
         for family in text_string_to_metric_families(body.decode()):
             for s in family.samples:
                 samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+        self.assertEqual(samples[("clustersync_node_info", (("server_id", "srv-a"),))], 1)
         self.assertEqual(samples[("clustersync_links_up", ())], 1)
         self.assertEqual(samples[("clustersync_outbound_buffer_bytes", (("peer", "srv-b"),))], 0)
         self.assertEqual(samples[("clustersync_sessions", (("where", "local"),))], 1)

@@ -49,6 +49,10 @@ class NodeCollector:
                 family.add_metric([str(key)], value)
             return family
 
+        info = GaugeMetricFamily("clustersync_node_info", "This node (always 1).",
+                                 labels=["server_id"])
+        info.add_metric([node.serverId], 1)
+        yield info
         yield counter("clustersync_messages_in", "Peer messages received (decoded), by wire type.",
                       "type", metrics.messagesIn)
         yield counter("clustersync_messages_out", "Peer messages written, by wire type.",
