@@ -399,6 +399,20 @@ class TrackerTests(unittest.TestCase):
             tracker.sessionAdded(SessionInfo(f"s{i}", i, "u", "srv-a"))
         self.assertEqual([e["sessionId"] for e in tracker.recentEvents()], ["s4", "s3", "s2"])
 
+    def test_peerEventsOutliveSessionBursts(self):
+        """
+        A burst of session events does not push peer events out of the
+        recent events; they are listed together, newest first.
+        """
+        clock = Clock()
+        tracker = StatusTracker(_FakeNode(), clock, maxEvents=3)
+        tracker.peerConnected(PeerInfo("srv-b", "inbound", "10.0.0.2:5000", 1.0, False))
+        for i in range(10):
+            clock.advance(1)
+            tracker.sessionAdded(SessionInfo(f"s{i}", i, "u", "srv-b"))
+        self.assertEqual([e.get("sessionId", e["kind"]) for e in tracker.recentEvents()],
+                         ["s9", "s8", "s7", "peerConnected"])
+
     def test_failingSubscriberIsContained(self):
         """A subscriber that raises is logged; other subscribers still run."""
         tracker = StatusTracker(_FakeNode(), Clock())

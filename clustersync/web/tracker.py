@@ -49,8 +49,12 @@ class StatusTracker:
 
     @ivar peers: serverId -> the peer's record (see L{peerRecord}); a peer
         whose link was lost stays listed as C{"down"} since that moment.
-    @ivar events: the most recent events, oldest first (a bounded
-        L{deque} of dicts with C{time}, C{kind} and details).
+    @ivar peerEvents: the most recent peer events (links up and down),
+        oldest first: a bounded L{deque} of dicts with C{time}, C{seq} (an
+        increasing number), C{kind} and details, kept apart so that a burst
+        of session events (a large SYNC_STATE) does not push them out.
+    @ivar events: the most recent other events (sessions, memberships),
+        likewise.
     @ivar started: when this tracker started (seconds since the epoch).
     """
 
@@ -60,10 +64,12 @@ class StatusTracker:
         self.node = node
         self.clock = clock
         self.peers: dict[str, dict] = {}
+        self.peerEvents: deque = deque(maxlen=maxEvents)
         self.events: deque = deque(maxlen=maxEvents)
         self.started = clock.seconds()
         self._subscribers: list[Callable[[str, dict], None]] = []
         self._running = False
+        self._seq = 0
 
     def start(self) -> None:
         """Listen to the node and learn the peers already linked."""
@@ -108,13 +114,14 @@ class StatusTracker:
 
     def recentEvents(self, limit: int | None = None) -> list[dict]:
         """The most recent events, newest first."""
-        events = list(self.events)
-        events.reverse()
+        events = sorted([*self.peerEvents, *self.events], key=lambda e: e["seq"], reverse=True)
         return events[:limit] if limit is not None else events
 
     def _record(self, group: str, event: dict) -> None:
         event["time"] = self.clock.seconds()
-        self.events.append(event)
+        self._seq += 1
+        event["seq"] = self._seq
+        (self.peerEvents if group == "peer" else self.events).append(event)
         for callback in list(self._subscribers):
             try:
                 callback(group, event)
