@@ -243,7 +243,8 @@ class PeerProtocol(LineOnlyReceiver):
     def _handshakeTimedOut(self) -> None:
         self._timeout = None
         self.close(
-            f"no HELLO within {self.node.config.handshakeTimeout:g}s", "handshake_timeout"
+            f"no HELLO within {self.node.config.handshakeTimeout:g}s", "handshake_timeout",
+            abort=True,
         )
 
     def connectionLost(self, reason) -> None:
@@ -392,7 +393,7 @@ class PeerProtocol(LineOnlyReceiver):
         self._pending = []
         self._pendingLength = 0
         self.node.metrics.rejected("oversize_line")
-        self.close(f"line of {length} bytes exceeds {self.maxLineLength}", None)
+        self.close(f"line of {length} bytes exceeds {self.maxLineLength}", None, abort=True)
 
     def lineReceived(self, line: bytes) -> None:
         """Decode one line and hand it to the node, or reject it."""
