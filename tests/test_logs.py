@@ -66,6 +66,24 @@ class JSONObserverTests(unittest.TestCase):
         self.assertEqual(options.config.logJson, "-")
 
 
+class ExtensionTests(unittest.TestCase):
+    """The drop-in adds the JSON log service to a node only when asked."""
+
+    def test_nodeService(self):
+        """A node built with C{log_json} has a C{json-log} service; without, none."""
+        from twisted.internet.task import Clock
+
+        from clustersync.service import makeNodeService
+
+        path = os.path.abspath(self.mktemp())
+        top = makeNodeService(NodeConfig(serverId="srv-a", listen=None, clients=None, web=None,
+                                         logJson=path), Clock())
+        self.assertEqual(top.getServiceNamed("json-log").path, path)
+        top = makeNodeService(NodeConfig(serverId="srv-a", listen=None, clients=None, web=None),
+                              Clock())
+        self.assertNotIn("json-log", [s.name for s in top])
+
+
 class _Lines(ProcessProtocol):
     """Collects output; fires L{found} on the first JSON event matching."""
 
