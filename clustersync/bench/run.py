@@ -1,0 +1,234 @@
+"""
+Run every benchmark and write the report (C{docs/benchmarks.md}).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import attrs
+
+from clustersync.bench.report import Row, Section, machineInfo, renderMarkdown
+
+__all__ = ["Sizes", "FULL", "QUICK", "relaySection", "syncSection", "memorySection",
+           "codecSection", "runAll"]
+
+
+@attrs.frozen
+class Sizes:
+    """
+    How big each benchmark is.
+
+    @ivar relayCount: messages per saturated relay run.
+    @ivar relayRounds: alternating bare/clustersync rounds (medians reported).
+    @ivar pacedRate: the fixed rate of the latency runs (msgs/s).
+    @ivar pacedCount: messages per paced run.
+    @ivar syncSessions: sessions in the SYNC_STATE apply/encode figures.
+    @ivar memorySessions: remote sessions in the memory figure.
+    @ivar codecDirect: DIRECT_MESSAGE lines in the codec comparison.
+    @ivar codecSync: sessions in the codec comparison's SYNC_STATE.
+    @ivar repeat: repetitions of each in-process timing (fastest kept).
+    """
+
+    relayCount: int
+    relayRounds: int
+    pacedRate: float
+    pacedCount: int
+    syncSessions: int
+    memorySessions: int
+    codecDirect: int
+    codecSync: int
+    repeat: int
+
+
+FULL = Sizes(100_000, 3, 20_000, 40_000, 100_000, 100_000, 20_000, 10_000, 5)
+QUICK = Sizes(20_000, 1, 10_000, 5_000, 10_000, 10_000, 2_000, 1_000, 3)
+
+#: Message size (bytes per DIRECT_MESSAGE line) of the relay runs.
+LINE_SIZE = 200
+
+#: The relay figures before the hot-path edits, measured by this harness
+#: (see docs/benchmarks.md, "Hot-path optimisation"); kept here because
+#: the code they measured no longer exists.
+BEFORE = """
+"""
+
+
+def _variants() -> dict[str, dict]:
+    """
+    The clustersync configurations the relay runs: the defaults, and (when
+    this version has the setting) the defaults with C{confirm_sends} off.
+    """
+    from clustersync.config import NodeConfig
+
+    variants = {"cs": {}}
+    if getattr(NodeConfig(), "confirmSends", False):
+        variants["cs-noconfirm"] = {"confirmSends": False}
+    return variants
+
+
+def relaySection(sizes: Sizes) -> Section:
+    """Section 1: DM relay throughput and latency, clustersync vs a bare relay."""
+    from clustersync.bench.relay import relayRounds
+
+    variants = _variants()
+    sat = relayRounds(sizes.relayCount, sizes.relayRounds, LINE_SIZE, variants=variants)
+    paced = relayRounds(sizes.pacedCount, 1, LINE_SIZE, sizes.pacedRate, variants=variants)
+    bare = sat["bare"]
+    labels = {"cs": "default config", "cs-noconfirm": "confirm_sends = false"}
+    rows = []
+    for name in variants:
+        cs = sat[name]
+        ratios = ", ".join(f"{r:.2f}" for r in cs["ratios"])
+        rows += [
+            Row(f"DM relay throughput, saturated, {labels[name]}", cs["rate"], bare["rate"],
+                "msgs/s", "bare line relay (same layout)",
+                f"medians of {sizes.relayRounds} rounds of {sizes.relayCount:,} msgs; "
+                f"ratio = median of per-round ratios ({ratios})", cs["ratio"]),
+            Row("  latency p50, saturated", cs["p50"], bare["p50"], "ms", "bare line relay",
+                "includes queueing in socket buffers"),
+            Row("  latency p99, saturated", cs["p99"], bare["p99"], "ms", "bare line relay", ""),
+        ]
+    for name in variants:
+        rows += [
+            Row(f"DM relay latency p50, paced at {sizes.pacedRate:,.0f} msgs/s, {labels[name]}",
+                paced[name]["p50"], paced["bare"]["p50"], "ms", "bare line relay, same rate",
+                f"{sizes.pacedCount:,} msgs"),
+            Row("  latency p99, paced", paced[name]["p99"], paced["bare"]["p99"], "ms",
+                "bare line relay, same rate", ""),
+        ]
+    verdicts = []
+    for name in variants:
+        ratio = sat[name]["ratio"]
+        verdicts.append(f"{labels[name]}: **{'met' if ratio >= 0.5 else 'NOT met'}** ({ratio:.2f})")
+    return Section(
+        "1. DM relay: node A -> node B -> local sink",
+        rows,
+        method=f"""
+Two OS processes per run, each with its own reactor, on 127.0.0.1 ephemeral
+ports. clustersync: process 1 runs node A (`makeNodeService`) and the
+driver, which calls A's `ICluster.sendToUser(U, {{"t": monotonic_ns, "p":
+padding}})` for every message; process 2 runs node B, where user U has one
+session and the `ILocalDelivery` sink counts each delivery and takes its
+latency (receive `monotonic_ns` minus `t`, one clock for the machine). Bare
+relay (the ceiling): process 1 writes the very same DIRECT_MESSAGE lines
+({LINE_SIZE} bytes) straight to a TCP socket, process 2 is a
+`LineOnlyReceiver` handing each line to the same sink. Both senders write
+until Twisted's transport reports its buffer full (`producerPaused`), yield
+to the reactor, and go on (polling every 0.2 ms while full), so "saturated"
+means as fast as the slower process allows; rate = messages / (first send
+-> last receive). Each round runs the bare relay then every clustersync
+configuration; medians over rounds are reported. Paced runs send at a fixed
+rate (a 1 ms `LoopingCall` catching up on schedule) to show latency without
+queueing. The nodes run with the client gateway and web page off and the
+peer flood guard raised out of reach (its check still runs).""",
+        notes="Target clustersync/bare >= 0.5: " + "; ".join(verdicts) + ".",
+    )
+
+
+def syncSection(sizes: Sizes) -> Section:
+    """Section 2: SYNC_STATE apply and encode time."""
+    from clustersync.bench.sync import syncRows
+
+    return Section(
+        "2. SYNC_STATE apply and encode",
+        syncRows(sizes.syncSessions, sizes.repeat),
+        method="""
+In this process: one SYNC_STATE line of realistic sessions (0-3 channels
+each, one user in ten with two sessions) is decoded with `codec.decode` and
+applied to a fresh `ClusterState` with `replaceServer`; the reference is
+the same line through stdlib `json.loads`, timed alternately with it.
+Garbage collection is off during each timing; the fastest of the repeats
+is kept.""",
+    )
+
+
+def memorySection(sizes: Sizes) -> Section:
+    """Section 3: memory per remote session."""
+    from clustersync.bench.sync import memoryRows
+
+    return Section(
+        "3. Memory per remote session",
+        memoryRows(sizes.memorySessions),
+        method="""
+`tracemalloc` counts the bytes still allocated after decoding a SYNC_STATE
+and applying it to a fresh `ClusterState` (the line itself excluded),
+divided by the number of sessions. The reference is a dict sessionId ->
+plain dict with the same fields (from `json.loads` of the same line).""",
+    )
+
+
+def codecSection(sizes: Sizes) -> Section:
+    """Section 4: codec choice (msgspec vs orjson vs stdlib json)."""
+    from clustersync.bench.codecs import codecRows
+
+    return Section(
+        "4. Codec choice: msgspec vs orjson vs stdlib json",
+        codecRows(sizes.codecDirect, sizes.codecSync, sizes.repeat),
+        method="""
+Each codec does the relay's job: decode and validate a line and produce the
+bytes of its `message` (what local delivery needs), then encode a line of
+the same type. msgspec (the current codec) decodes to typed Structs with
+the forwarded `message` kept as `msgspec.Raw`; orjson and stdlib json parse
+to dicts, validate by hand (types, int64 range, channels to a set) and
+must re-encode the `message` value. Ratio < 1 means msgspec is faster.""",
+    )
+
+
+def runAll(args, sizes: Sizes | None = None) -> str:
+    """
+    Run the parts selected by C{args} (C{--quick}, C{--only}, C{--output},
+    C{--profile}), write the report and return it.
+
+    @param sizes: overrides the sizes C{--quick} selects (tests use tiny
+        ones).
+    """
+    if sizes is None:
+        sizes = QUICK if args.quick else FULL
+    only = set(args.only) or {"relay", "sync", "memory", "codec"}
+    started = time.monotonic()
+    sections = []
+    steps = [("relay", relaySection), ("sync", syncSection), ("memory", memorySection),
+             ("codec", codecSection)]
+    for name, make in steps:
+        if name in only:
+            t = time.monotonic()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            sections.append(make(sizes))
+            print(f"bench: {name} done in {time.monotonic() - t:.1f}s", file=sys.stderr, flush=True)
+    if args.profile:
+        _profile(args.profile, sizes)
+    preamble = (
+        "Generated by `make bench` (`python -m clustersync.bench"
+        + (" --quick" if args.quick else "") + "`); do not edit by hand. "
+        "Every figure is measured next to its reference in the same run, and "
+        "the ratio (value / reference) is the number to compare across "
+        "machines: the absolute values move with the machine's load."
+    )
+    text = renderMarkdown(sections, machineInfo(), preamble, time.monotonic() - started)
+    text += _history()
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"bench: wrote {args.output}", file=sys.stderr)
+    return text
+
+
+def _history() -> str:
+    return BEFORE
+
+
+def _profile(prefix: str, sizes: Sizes) -> None:
+    import pstats
+
+    from clustersync.bench.relay import runRelay
+
+    runRelay("cs", sizes.relayCount, size=LINE_SIZE, profile=prefix)
+    for role in ("source", "sink"):
+        print(f"== cProfile of the clustersync {role} process", file=sys.stderr)
+        pstats.Stats(f"{prefix}-{role}.prof", stream=sys.stderr).sort_stats("tottime").print_stats(15)
