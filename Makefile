@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv run cluster test bench chaos clean
+.PHONY: help venv run cluster cluster-node test bench chaos clean
 
 help:
 	@echo "make run      set up and run one node (foreground, default config)"
@@ -25,6 +25,9 @@ run: $(STAMP)
 
 cluster: $(STAMP)
 	$(BIN)/python -m clustersync.devcluster $(ARGS)
+
+cluster-node: $(STAMP)
+	$(BIN)/python -m clustersync.devcluster --only $(NODE) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/trial --jobs=2 tests

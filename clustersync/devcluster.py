@@ -2,8 +2,10 @@
 C{make cluster}: run three linked nodes on this machine, in the foreground.
 
 Each node is a real C{twistd --nodaemon clustersync} process with its own
-TOML file under C{run/} (created on first start); their output is shown
-prefixed with the node's name.  Ctrl-C (or SIGTERM) stops all three.
+TOML file under C{run/} (written at every start) and pid file
+C{run/<name>.pid); their output is shown prefixed with the node's name.
+Ctrl-C (or SIGTERM) stops all of them; a node that dies alone leaves the
+others running (see L{main}).
 
 Ports (all on 127.0.0.1)::
 
@@ -21,6 +23,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 __all__ = ["NODES", "nodeConfig", "main"]
 
@@ -92,19 +95,43 @@ def _extraSettings(runDir: str) -> dict:
     return extra
 
 
+def _describe(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
 def main(argv=None) -> int:
-    """Run the local three-node cluster until interrupted."""
+    """
+    Run the local three-node cluster (or, with C{--only}, one of its nodes)
+    until interrupted.
+
+    A node that dies (say, C{kill -9 $(cat run/srv-c.pid)}) does not stop the
+    others: they drop its sessions and keep redialing it.  Bring it back with
+    C{make cluster-node NODE=srv-c} in another terminal, or let
+    C{--restart-after SECONDS} restart it.
+    """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", default="run", help="where configs, users and logs go")
     parser.add_argument("--plain", action="store_true", help="plain TCP links (no TLS)")
+    parser.add_argument("--only", choices=sorted(NODES), action="append",
+                        help="run only this node (repeatable), e.g. to restart a killed one")
+    parser.add_argument("--restart-after", type=float, default=None, metavar="SECONDS",
+                        help="restart a node that died, after this many seconds")
     args = parser.parse_args(argv)
     runDir = os.path.abspath(args.run_dir)
     os.makedirs(runDir, exist_ok=True)
     extra = {name: {} for name in NODES} if args.plain else _extraSettings(runDir)
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    procs = {}
+    names = args.only or list(NODES)
+    procs: dict[str, subprocess.Popen] = {}
+    deadAt: dict[str, float] = {}
     lock = threading.Lock()
-    for name in NODES:
+
+    def start(name: str) -> None:
         path = os.path.join(runDir, f"{name}.toml")
         with open(path, "w") as f:
             f.write(_toml(nodeConfig(name, runDir, extra[name])))
@@ -115,12 +142,20 @@ def main(argv=None) -> int:
             cwd=runDir,
             start_new_session=True,
         )
+        with open(os.path.join(runDir, f"{name}.pid"), "w") as f:
+            f.write(f"{proc.pid}\n")
         procs[name] = proc
         threading.Thread(target=_pump, args=(name, proc.stdout, lock), daemon=True).start()
+        with lock:
+            print(f"cluster: started {name} (pid {proc.pid}, pid file run/{name}.pid)")
+
+    for name in names:
+        start(name)
     with lock:
         print("cluster: " + ", ".join(
-            f"{n} (peers {p}, clients {c}, web {w})" for n, (p, c, w) in NODES.items()))
-        print("chat with:  .venv/bin/clustersync-chat 127.0.0.1:7201   (Ctrl-C stops all nodes)")
+            f"{n} (peers {NODES[n][0]}, clients {NODES[n][1]}, web http://127.0.0.1:{NODES[n][2]}/)"
+            for n in names))
+        print("chat with:  .venv/bin/clustersync-chat 127.0.0.1:7201   (Ctrl-C stops every node)")
 
     stopping = threading.Event()
 
@@ -129,15 +164,25 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    status = 0
     while not stopping.is_set():
-        for name, proc in procs.items():
-            if proc.poll() is not None:
+        now = time.monotonic()
+        for name, proc in list(procs.items()):
+            if proc.poll() is not None and name not in deadAt:
+                deadAt[name] = now
+                hint = (f"restarting in {args.restart_after:g}s" if args.restart_after is not None
+                        else f"restart it with: make cluster-node NODE={name}")
                 with lock:
-                    print(f"cluster: {name} exited with {proc.returncode}; stopping the others")
-                status = 1
-                stopping.set()
-        stopping.wait(0.5)
+                    print(f"cluster: {name} {_describe(proc.returncode)}; "
+                          f"the others keep running and redial it; {hint}")
+        for name, when in list(deadAt.items()):
+            if args.restart_after is not None and now - when >= args.restart_after:
+                del deadAt[name]
+                start(name)
+        if len(deadAt) == len(procs) and args.restart_after is None:
+            with lock:
+                print("cluster: every node has stopped")
+            break
+        stopping.wait(0.2)
     for proc in procs.values():
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -147,9 +192,13 @@ def main(argv=None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        try:
+            os.remove(os.path.join(runDir, f"{name}.pid"))
+        except OSError:
+            pass
     with lock:
         print("cluster: all nodes stopped")
-    return status
+    return 0
 
 
 if __name__ == "__main__":
