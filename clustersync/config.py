@@ -72,6 +72,9 @@ class NodeConfig:
     idleResync: bool = True
     #: Bytes a link may queue while its peer does not read before it is cut.
     maxOutboundBuffer: int = 16 * 1024 * 1024
+    #: API sends fire only once the peer's TCP stack acknowledged the line
+    #: (plain TCP links); a link lost before that fails them.
+    confirmSends: bool = True
     #: Longest chat-client request line (bytes); longer closes the client.
     clientMaxLine: int = 65536
     #: Chat-client requests per second (sustained) and burst before a
@@ -229,6 +232,7 @@ _KEYS = {
     "dead_peer_timeout": ("deadPeerTimeout", _positive(float)),
     "idle_resync": ("idleResync", _bool),
     "max_outbound_buffer": ("maxOutboundBuffer", _positive(int)),
+    "confirm_sends": ("confirmSends", _bool),
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),

@@ -138,6 +138,11 @@ class ICluster(Interface):
     Every method returns a L{Deferred}.  Sends fire with a
     L{clustersync.node.Delivery} naming where the message went; they fail
     with a L{clustersync.errors.ClusterError} subclass, never silently.
+    With C{confirm_sends} (the default) a send to peers fires only once its
+    line reached each peer's socket (acknowledged by its TCP stack, plain
+    TCP links); a link lost before that fails it with L{PeerUnavailable}.
+    Sends to a server whose link is down fail at once (there is no queue).
+    See C{docs/reliability.md}.
     """
 
     serverId = Attribute("This node's serverId (a C{str}).")

@@ -24,10 +24,16 @@ C{max_outbound_buffer} (a I{slow peer} is cut at the bound).
 
 from __future__ import annotations
 
+import collections
 import enum
+import fcntl
 import socket
+import struct
+import termios
 from random import random as _random
 
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, ReconnectingClientFactory
 from twisted.logger import Logger
@@ -39,7 +45,7 @@ from clustersync.interfaces import IPeerLink
 
 __all__ = [
     "LinkState", "PeerProtocol", "PeerServerFactory", "PeerClientFactory",
-    "keepaliveSettings", "tuneSocket",
+    "keepaliveSettings", "tuneSocket", "unacknowledgedBytes",
 ]
 
 INBOUND = "inbound"
@@ -109,6 +115,22 @@ def tuneSocket(transport, bound: float) -> bool:
     except OSError:
         return False
     return True
+
+
+def unacknowledgedBytes(sock) -> int | None:
+    """
+    Bytes written to TCP socket C{sock} that its peer's TCP stack has not
+    acknowledged yet (C{SIOCOUTQ}), or C{None} if the system cannot say.
+    """
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return struct.unpack("i", raw)[0]
+
+
+#: Seconds between two checks of a link's acknowledged bytes while sends wait.
+ACK_POLL = 0.005
 
 
 @implementer(IPushProducer)
@@ -188,8 +210,13 @@ class PeerProtocol(LineOnlyReceiver):
         self.lastReceived = 0.0
         self.lastSent = 0.0
         self.syncsReceived = 0
+        self._resynced = False
         self._liveness = None
         self._outbound = _OutboundBuffer()
+        self.bytesWritten = 0
+        self._socket = None
+        self._ackWaiters: collections.deque = collections.deque()
+        self._ackCall = None
 
     @property
     def outboundBuffered(self) -> int:
@@ -216,6 +243,9 @@ class PeerProtocol(LineOnlyReceiver):
             except Exception:  # not a TCP transport (tests, UNIX sockets)
                 pass
         tuneSocket(transport, self.node.config.deadPeerTimeout)
+        handle = getattr(transport, "getHandle", lambda: None)()
+        if isinstance(handle, socket.socket):  # plain TCP: acks can be counted
+            self._socket = handle
         try:
             transport.registerProducer(self._outbound, True)
         except RuntimeError:  # a wrapper already registered one
@@ -236,7 +266,9 @@ class PeerProtocol(LineOnlyReceiver):
             self._sendHello()
 
     def _sendHello(self) -> None:
-        self.transport.write(encode(Hello.make(self.node.serverId)))
+        hello = encode(Hello.make(self.node.serverId))
+        self.transport.write(hello)
+        self.bytesWritten += len(hello)
         self.lastSent = self.node.clock.seconds()
         self.state = LinkState.HELLO_SENT
 
@@ -255,6 +287,13 @@ class PeerProtocol(LineOnlyReceiver):
         if self._liveness is not None and self._liveness.active():
             self._liveness.cancel()
         self._liveness = None
+        if self._ackCall is not None and self._ackCall.active():
+            self._ackCall.cancel()
+        self._ackCall = None
+        waiters, self._ackWaiters = self._ackWaiters, collections.deque()
+        for _, d in waiters:
+            d.errback(ConnectionLost(
+                f"link closed before the peer acknowledged: {reason.getErrorMessage()}"))
         wasEstablished = self.state is LinkState.ESTABLISHED
         self.state = LinkState.CLOSED
         why = self._closeReason or reason.getErrorMessage()
@@ -304,8 +343,50 @@ class PeerProtocol(LineOnlyReceiver):
                 return False
             outbound.queued += len(line)
         transport.write(line)
+        self.bytesWritten += len(line)
         self.lastSent = self.node.clock.seconds()
         return True
+
+    def whenAcknowledged(self) -> Deferred:
+        """
+        @return: a L{Deferred} firing with C{None} once every byte written
+            so far on this link has been acknowledged by the peer's TCP
+            stack (it reached the peer's socket), failing with
+            L{ConnectionLost} if the link closes first.  On a transport
+            whose acknowledgements cannot be counted (TLS, tests) it fires
+            at once.
+        """
+        if self.state is LinkState.CLOSED:
+            return fail(ConnectionLost("link closed"))
+        if self._socket is None:
+            return succeed(None)
+        d = Deferred()
+        self._ackWaiters.append((self.bytesWritten, d))
+        if self._ackCall is None:
+            self._ackCall = self.node.clock.callLater(0, self._checkAcknowledged)
+        return d
+
+    def _acknowledged(self) -> int | None:
+        """Bytes of L{bytesWritten} the peer acknowledged, or C{None}."""
+        transport = self.transport
+        try:
+            buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        except (AttributeError, TypeError):
+            return None
+        kernel = unacknowledgedBytes(self._socket)
+        if kernel is None:
+            return None
+        return self.bytesWritten - buffered - kernel
+
+    def _checkAcknowledged(self) -> None:
+        self._ackCall = None
+        acknowledged = self._acknowledged()
+        waiters = self._ackWaiters
+        while waiters and (acknowledged is None or waiters[0][0] <= acknowledged):
+            waiters.popleft()[1].callback(None)
+        # A callback above may have sent again and scheduled a check.
+        if waiters and self._ackCall is None and self.state is not LinkState.CLOSED:
+            self._ackCall = self.node.clock.callLater(ACK_POLL, self._checkAcknowledged)
 
     def close(self, reason: str, counter: str | None = None, abort: bool = False) -> None:
         """
@@ -490,7 +571,9 @@ class PeerProtocol(LineOnlyReceiver):
         Every C{dead_peer_timeout / 6}: cut a peer known to re-sync when idle
         that has sent nothing for 5/6 of the bound (so it is cut within the
         bound); re-send this node's SYNC_STATE on an active link on which
-        nothing was written for a third of the bound.
+        nothing was written for a third of the bound, and once at the first
+        check whatever the traffic, so that a peer learns early that this
+        node re-syncs (a busy link would otherwise never show it).
         """
         self._liveness = None
         if self.state is not LinkState.ESTABLISHED or self._closeReason is not None:
@@ -507,9 +590,10 @@ class PeerProtocol(LineOnlyReceiver):
             return
         if (
             self.node.config.idleResync
-            and now - self.lastSent >= bound / 3
+            and (now - self.lastSent >= bound / 3 or not self._resynced)
             and self.node.isActive(self)
         ):
+            self._resynced = True
             self.node.resync(self)
         self._scheduleLiveness()
 

@@ -10,6 +10,7 @@ from typing import Iterable
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clustersync.codec import (
@@ -433,6 +434,7 @@ class ClusterNode:
         """
         local = 0
         sent = []
+        acks = []
         unreachable = []
         line = None
         for serverId in servers:
@@ -444,14 +446,46 @@ class ClusterNode:
                 line = encode(makeMessage())
             if link is not None and link.sendLine(line):
                 sent.append(serverId)
+                whenAcknowledged = getattr(link, "whenAcknowledged", None)
+                if self.config.confirmSends and whenAcknowledged is not None:
+                    acks.append((serverId, whenAcknowledged()))
             else:
                 unreachable.append(serverId)
         if sent:
             self.metrics.messagesOut[kind] += len(sent)
         delivery = Delivery(local, tuple(sorted(sent)))
         if unreachable:
+            for _, d in acks:  # the send already failed fast; nothing waits
+                d.addErrback(lambda f: None)
             return fail(PeerUnavailable(sorted(unreachable), delivery))
+        if acks:
+            return self._confirmed(local, acks)
         return succeed(delivery)
+
+    def _confirmed(self, local: int, acks) -> Deferred:
+        """
+        Wait until every link in C{acks} (C{(serverId, Deferred)} pairs from
+        L{clustersync.link.PeerProtocol.whenAcknowledged}) confirmed the
+        line reached the peer's socket; fire with the L{Delivery}, or fail
+        with L{PeerUnavailable} naming the servers whose link was lost
+        first.
+        """
+        result = Deferred()
+        reached: list[str] = []
+        lost: list[str] = []
+
+        def settled(outcome, serverId):
+            (lost if isinstance(outcome, Failure) else reached).append(serverId)
+            if len(reached) + len(lost) == len(acks):
+                delivery = Delivery(local, tuple(sorted(reached)))
+                if lost:
+                    result.errback(PeerUnavailable(sorted(lost), delivery))
+                else:
+                    result.callback(delivery)
+
+        for serverId, d in acks:
+            d.addBoth(settled, serverId)
+        return result
 
     def sendToUser(self, clienteId: int, message) -> Deferred:
         """See L{ICluster.sendToUser}."""

@@ -190,6 +190,26 @@ class DeadPeerTests(LinkTestMixin, unittest.TestCase):
         self.assertEqual({s["sessionId"] for s in message["payload"]["sessions"]}, {"b1", "b2"})
         self.assertFalse(transport.disconnecting)
 
+    def test_firstCheckResyncsEvenWhenBusy(self) -> None:
+        """
+        At the first liveness check (a sixth of the bound after the
+        HELLO exchange) the SYNC_STATE is re-sent even if the link is busy,
+        so the peer learns early that this node heartbeats; after that,
+        a link written to more often than every third of the bound gets
+        no re-sync.
+        """
+        proto, transport = self.established("srv-a")
+        self.node.clientConnected("b1", 5, "eva")
+        for _ in range(20):
+            transport.clear()
+            self.clock.advance(0.5)
+            self.node.clientConnected(f"x{self.clock.seconds()}", 6, "rui")
+            kinds = [m["type"] for m in parseLines(transport.value())]
+            if self.clock.seconds() == 1.0:
+                self.assertEqual(kinds, ["SYNC_STATE", "CLIENT_CONNECTED"])
+            else:
+                self.assertEqual(kinds, ["CLIENT_CONNECTED"])
+
     def test_idleResyncDisabled(self) -> None:
         """With C{idle_resync = false} an idle link gets nothing."""
         self.node.config.idleResync = False
@@ -455,3 +475,102 @@ class ReplaceServerTests(unittest.TestCase):
         changes = state.replaceServer("srv-b", sessions(6))
         self.assertEqual([(c.kind, c.session.sessionId) for c in changes],
                          [("removed", "s2"), ("added", "s2")])
+
+
+class _AckLink:
+    """A link whose acknowledgements the test controls."""
+
+    def __init__(self, serverId: str) -> None:
+        self.serverId = serverId
+        self.direction = "outbound"
+        self.lines: list[bytes] = []
+        self.waiting: list = []
+
+    def sendLine(self, line: bytes) -> bool:
+        """Accept every line."""
+        self.lines.append(line)
+        return True
+
+    def whenAcknowledged(self):
+        """A Deferred the test fires."""
+        from twisted.internet.defer import Deferred
+
+        d = Deferred()
+        self.waiting.append(d)
+        return d
+
+
+class ConfirmedSendTests(unittest.TestCase):
+    """
+    With C{confirm_sends} (the default), an API send fires once the line
+    reached each peer's socket (its TCP stack acknowledged it) and fails
+    with L{PeerUnavailable} naming the servers whose link was lost first.
+    """
+
+    def setUp(self) -> None:
+        """A node with two fake links, one session on each peer."""
+        self.node = makeNode("srv-a", Clock())
+        self.links = {}
+        for peer in ("srv-b", "srv-c"):
+            link = self.links[peer] = _AckLink(peer)
+            self.node._links[peer] = link
+            self.node.state.addSession(peer, SessionInfo(f"s-{peer}", 7, "u", peer, None, {1}))
+
+    def test_firesOnceAcknowledged(self) -> None:
+        """The Deferred waits for every link's acknowledgement."""
+        d = self.node.sendToChannel(1, "hola")
+        self.assertNoResult(d)
+        self.links["srv-b"].waiting[0].callback(None)
+        self.assertNoResult(d)
+        self.links["srv-c"].waiting[0].callback(None)
+        delivery = self.successResultOf(d)
+        self.assertEqual(delivery.servers, ("srv-b", "srv-c"))
+
+    def test_lostBeforeAcknowledged(self) -> None:
+        """
+        A link lost before acknowledging fails the send with
+        L{PeerUnavailable} naming it; the delivery lists the server the
+        line did reach.
+        """
+        from twisted.internet.error import ConnectionLost
+
+        d = self.node.sendToChannel(1, "hola")
+        self.links["srv-b"].waiting[0].callback(None)
+        self.links["srv-c"].waiting[0].errback(ConnectionLost("gone"))
+        failure = self.failureResultOf(d, PeerUnavailable)
+        self.assertEqual(failure.value.servers, ("srv-c",))
+        self.assertEqual(failure.value.delivery.servers, ("srv-b",))
+
+    def test_disabled(self) -> None:
+        """With C{confirm_sends = false} a send fires once written."""
+        self.node.config.confirmSends = False
+        self.successResultOf(self.node.sendToChannel(1, "hola"))
+        self.assertEqual(self.links["srv-b"].waiting, [])
+
+    def test_linkWithoutSocketFiresAtOnce(self) -> None:
+        """
+        A L{PeerProtocol} on a transport with no TCP socket (tests, TLS)
+        cannot count acknowledgements: it confirms at once; a closed one
+        fails.
+        """
+        clock = Clock()
+        node = makeNode("srv-a", clock)
+        from clustersync.link import PeerProtocol
+
+        proto = PeerProtocol(node, INBOUND)
+        proto.makeConnection(StringTransport())
+        self.successResultOf(proto.whenAcknowledged())
+        proto.state = LinkState.CLOSED
+        self.failureResultOf(proto.whenAcknowledged())
+
+    def test_realSocketAcknowledged(self) -> None:
+        """
+        L{unacknowledgedBytes} reads the kernel's send queue of a TCP
+        socket (0 for a fresh one), and C{None} for something else.
+        """
+        from clustersync.link import unacknowledgedBytes
+
+        sock = socket.socket()
+        self.addCleanup(sock.close)
+        self.assertEqual(unacknowledgedBytes(sock), 0)
+        self.assertIsNone(unacknowledgedBytes(object()))

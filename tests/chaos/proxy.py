@@ -19,6 +19,7 @@ connection to one target port.  While it runs, a test can:
 from __future__ import annotations
 
 import collections
+import socket
 
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 
@@ -108,7 +109,13 @@ class _Side(Protocol):
         self.reading = True
 
     def connectionMade(self) -> None:
-        """Tell the pair this side is up."""
+        """Apply the proxy's receive buffer size; tell the pair this side is up."""
+        size = self.pair.proxy.receiveBuffer
+        if size is not None:
+            try:
+                self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+            except (OSError, AttributeError):
+                pass
         self.pair.sideConnected(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -238,9 +245,14 @@ class FaultProxy:
     @ivar delay: seconds added to each chunk.
     @ivar rate: bytes per second per direction, or C{None}.
     @ivar accepted: connections accepted so far.
+    @ivar receiveBuffer: C{SO_RCVBUF} for the proxy's sockets, or C{None}
+        for the system default.  A small one makes a black hole closer to a
+        real one: the proxy's kernel then acknowledges only a few KB before
+        its window closes, instead of megabytes on loopback.
     """
 
-    def __init__(self, reactor, targetPort: int, name: str = "") -> None:
+    def __init__(self, reactor, targetPort: int, name: str = "",
+                 receiveBuffer: int | None = None) -> None:
         self.reactor = reactor
         self.targetPort = targetPort
         self.name = name
@@ -249,12 +261,16 @@ class FaultProxy:
         self.delay = 0.0
         self.rate: float | None = None
         self.accepted = 0
+        self.receiveBuffer = receiveBuffer
         self.port = None
         self._listening = None
 
     def start(self, port: int = 0) -> int:
         """Listen on C{127.0.0.1:port} (0: ephemeral); return the port number."""
         self._listening = self.reactor.listenTCP(port, _DownFactory(self), interface="127.0.0.1")
+        if self.receiveBuffer is not None:  # inherited by accepted sockets
+            self._listening.socket.setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, self.receiveBuffer)
         self.port = self._listening.getHost().port
         return self.port
 
