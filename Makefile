@@ -11,6 +11,7 @@ help:
 	@echo "make cluster  run three linked nodes locally (ctrl-C stops all)"
 	@echo "make test     run the test suite"
 	@echo "make bench    run the benchmarks, write docs/benchmarks.md"
+	@echo "make chaos    run the fault-injection suite, write docs/reliability.md"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m clustersync.bench
+
+# The full fault-injection suite (3 twistd processes, loopback, ~2 minutes);
+# its fast part (tests/chaos/test_fast.py) runs in `make test`.
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run --write docs/reliability.md
 
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info
