@@ -291,8 +291,8 @@ class PeerProtocol(LineOnlyReceiver):
             self._ackCall.cancel()
         self._ackCall = None
         waiters, self._ackWaiters = self._ackWaiters, collections.deque()
-        for _, d in waiters:
-            d.errback(ConnectionLost(
+        for _, d, _, onLost, context in waiters:
+            d.errback(onLost(context) if onLost is not None else ConnectionLost(
                 f"link closed before the peer acknowledged: {reason.getErrorMessage()}"))
         wasEstablished = self.state is LinkState.ESTABLISHED
         self.state = LinkState.CLOSED
@@ -347,21 +347,25 @@ class PeerProtocol(LineOnlyReceiver):
         self.lastSent = self.node.clock.seconds()
         return True
 
-    def whenAcknowledged(self) -> Deferred:
+    def whenAcknowledged(self, result=None, onLost=None, context=None) -> Deferred:
         """
-        @return: a L{Deferred} firing with C{None} once every byte written
-            so far on this link has been acknowledged by the peer's TCP
-            stack (it reached the peer's socket), failing with
-            L{ConnectionLost} if the link closes first.  On a transport
-            whose acknowledgements cannot be counted (TLS, tests) it fires
-            at once.
+        @param result: what the L{Deferred} fires with.
+        @param onLost: if given, called with C{context} to build the
+            exception the L{Deferred} fails with when the link is lost
+            first (this keeps a waiting send down to a few objects).
+        @return: a L{Deferred} firing with C{result} once every byte
+            written so far on this link has been acknowledged by the peer's
+            TCP stack (it reached the peer's socket), failing with
+            C{onLost(context)} or L{ConnectionLost} if the link closes
+            first.  On a transport whose acknowledgements cannot be counted
+            (TLS, tests) it fires at once.
         """
         if self.state is LinkState.CLOSED:
-            return fail(ConnectionLost("link closed"))
+            return fail(onLost(context) if onLost is not None else ConnectionLost("link closed"))
         if self._socket is None:
-            return succeed(None)
+            return succeed(result)
         d = Deferred()
-        self._ackWaiters.append((self.bytesWritten, d))
+        self._ackWaiters.append((self.bytesWritten, d, result, onLost, context))
         if self._ackCall is None:
             self._ackCall = self.node.clock.callLater(0, self._checkAcknowledged)
         return d
@@ -383,7 +387,8 @@ class PeerProtocol(LineOnlyReceiver):
         acknowledged = self._acknowledged()
         waiters = self._ackWaiters
         while waiters and (acknowledged is None or waiters[0][0] <= acknowledged):
-            waiters.popleft()[1].callback(None)
+            waiter = waiters.popleft()
+            waiter[1].callback(waiter[2])
         # A callback above may have sent again and scheduled a check.
         if waiters and self._ackCall is None and self.state is not LinkState.CLOSED:
             self._ackCall = self.node.clock.callLater(ACK_POLL, self._checkAcknowledged)

@@ -446,20 +446,21 @@ class ClusterNode:
                 line = encode(makeMessage())
             if link is not None and link.sendLine(line):
                 sent.append(serverId)
-                whenAcknowledged = getattr(link, "whenAcknowledged", None)
-                if self.config.confirmSends and whenAcknowledged is not None:
-                    acks.append((serverId, whenAcknowledged()))
+                if self.config.confirmSends and hasattr(link, "whenAcknowledged"):
+                    acks.append((serverId, link))
             else:
                 unreachable.append(serverId)
         if sent:
             self.metrics.messagesOut[kind] += len(sent)
         delivery = Delivery(local, tuple(sorted(sent)))
         if unreachable:
-            for _, d in acks:  # the send already failed fast; nothing waits
-                d.addErrback(lambda f: None)
             return fail(PeerUnavailable(sorted(unreachable), delivery))
+        if len(acks) == 1:  # the common case, kept to a few objects per send
+            serverId, link = acks[0]
+            return link.whenAcknowledged(delivery, _unconfirmedOne, (serverId, local))
         if acks:
-            return self._confirmed(local, acks)
+            return self._confirmed(
+                local, [(serverId, link.whenAcknowledged()) for serverId, link in acks])
         return succeed(delivery)
 
     def _confirmed(self, local: int, acks) -> Deferred:
@@ -656,6 +657,12 @@ class ClusterNode:
     def leaveChannel(self, sessionId: str, canalId: int) -> Deferred:
         """See L{ICluster.leaveChannel}."""
         return self._membership(sessionId, canalId, False)
+
+
+def _unconfirmedOne(context) -> PeerUnavailable:
+    """The error of a one-peer send whose link was lost before the ack."""
+    serverId, local = context
+    return PeerUnavailable([serverId], Delivery(local, ()))
 
 
 class _Maker:

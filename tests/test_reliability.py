@@ -491,13 +491,27 @@ class _AckLink:
         self.lines.append(line)
         return True
 
-    def whenAcknowledged(self):
-        """A Deferred the test fires."""
+    def whenAcknowledged(self, result=None, onLost=None, context=None):
+        """A Deferred the test settles with L{ack} or L{lose}."""
         from twisted.internet.defer import Deferred
 
         d = Deferred()
-        self.waiting.append(d)
+        self.waiting.append((d, result, onLost, context))
         return d
+
+    def ack(self) -> None:
+        """The peer acknowledged everything so far."""
+        for d, result, _, _ in self.waiting:
+            d.callback(result)
+        self.waiting = []
+
+    def lose(self) -> None:
+        """The link was lost first."""
+        from twisted.internet.error import ConnectionLost
+
+        for d, _, onLost, context in self.waiting:
+            d.errback(onLost(context) if onLost is not None else ConnectionLost("gone"))
+        self.waiting = []
 
 
 class ConfirmedSendTests(unittest.TestCase):
@@ -520,9 +534,9 @@ class ConfirmedSendTests(unittest.TestCase):
         """The Deferred waits for every link's acknowledgement."""
         d = self.node.sendToChannel(1, "hola")
         self.assertNoResult(d)
-        self.links["srv-b"].waiting[0].callback(None)
+        self.links["srv-b"].ack()
         self.assertNoResult(d)
-        self.links["srv-c"].waiting[0].callback(None)
+        self.links["srv-c"].ack()
         delivery = self.successResultOf(d)
         self.assertEqual(delivery.servers, ("srv-b", "srv-c"))
 
@@ -532,14 +546,36 @@ class ConfirmedSendTests(unittest.TestCase):
         L{PeerUnavailable} naming it; the delivery lists the server the
         line did reach.
         """
-        from twisted.internet.error import ConnectionLost
-
         d = self.node.sendToChannel(1, "hola")
-        self.links["srv-b"].waiting[0].callback(None)
-        self.links["srv-c"].waiting[0].errback(ConnectionLost("gone"))
+        self.links["srv-b"].ack()
+        self.links["srv-c"].lose()
         failure = self.failureResultOf(d, PeerUnavailable)
         self.assertEqual(failure.value.servers, ("srv-c",))
         self.assertEqual(failure.value.delivery.servers, ("srv-b",))
+
+    def test_onePeer(self) -> None:
+        """
+        A send to one peer fires with its L{Delivery} once acknowledged,
+        or fails with L{PeerUnavailable} naming the peer.
+        """
+        d = self.node.sendToSession("s-srv-b", "uno")
+        self.assertNoResult(d)
+        self.links["srv-b"].ack()
+        self.assertEqual(self.successResultOf(d).servers, ("srv-b",))
+        d = self.node.sendToSession("s-srv-c", "dos")
+        self.links["srv-c"].lose()
+        failure = self.failureResultOf(d, PeerUnavailable)
+        self.assertEqual(failure.value.servers, ("srv-c",))
+        self.assertEqual(failure.value.delivery.servers, ())
+
+    def test_downLinkFailsFastWithoutWaiting(self) -> None:
+        """
+        When one target server has no link, the send fails at once and no
+        acknowledgement is awaited on the others.
+        """
+        del self.node._links["srv-c"]
+        self.failureResultOf(self.node.sendToChannel(1, "hola"), PeerUnavailable)
+        self.assertEqual(self.links["srv-b"].waiting, [])
 
     def test_disabled(self) -> None:
         """With C{confirm_sends = false} a send fires once written."""
