@@ -245,7 +245,11 @@ class ClusterNode:
         an inbound and an outbound link, the one dialed by the smaller
         serverId (both sides compute the same answer); between two links of
         the same direction, the older one (no hijack).  The loser is closed
-        without touching state.
+        without touching state.  Either way, a current link that is
+        I{suspect} (its peer heartbeats but has been silent for 2/3 of
+        C{dead_peer_timeout}: a half-open link to a peer that crashed and
+        came back) loses to the new one, which is then the only link the
+        peer knows of.
         """
         peer = link.serverId
         if link.direction == "outbound" and link.factory is not None:
@@ -265,7 +269,10 @@ class ClusterNode:
             )
             self._notify("peerConnected", _peerInfo(link))
             return
-        if current.direction != link.direction:
+        stale = _suspect(current, self.clock.seconds(), self.config.deadPeerTimeout)
+        if stale:
+            winner = link
+        elif current.direction != link.direction:
             keep = "outbound" if self.serverId < peer else "inbound"
             winner = link if link.direction == keep else current
         else:
@@ -277,6 +284,11 @@ class ClusterNode:
         loser.duplicate = True
         if loser.direction == "outbound" and loser.factory is not None:
             loser.factory.standby = True
+        if stale:
+            loser.close(f"replaced by a new {link.direction} link to {peer}: the old one was "
+                        f"silent for {self.clock.seconds() - current.lastReceived:.1f}s",
+                        "dead_peer", abort=True)
+            return
         loser.close(
             f"duplicate link to {peer}: keeping the {winner.direction} one", "duplicate"
         )
@@ -657,6 +669,18 @@ class ClusterNode:
     def leaveChannel(self, sessionId: str, canalId: int) -> Deferred:
         """See L{ICluster.leaveChannel}."""
         return self._membership(sessionId, canalId, False)
+
+
+def _suspect(link, now: float, bound: float) -> bool:
+    """
+    Whether C{link}'s peer is known to heartbeat (it re-sent SYNC_STATE)
+    and has sent nothing for 2/3 of the dead-peer bound (a live one sends
+    something at least every half of it; the link would be cut at 5/6).
+    """
+    return (
+        getattr(link, "syncsReceived", 0) >= 2
+        and now - getattr(link, "lastReceived", now) >= bound * 2 / 3
+    )
 
 
 def _unconfirmedOne(context) -> PeerUnavailable:

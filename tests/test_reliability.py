@@ -610,3 +610,53 @@ class ConfirmedSendTests(unittest.TestCase):
         self.addCleanup(sock.close)
         self.assertEqual(unacknowledgedBytes(sock), 0)
         self.assertIsNone(unacknowledgedBytes(object()))
+
+
+class StaleLinkTests(LinkTestMixin, unittest.TestCase):
+    """
+    A peer that crashed without closing its socket and came back before
+    our dead-peer cut: its new link replaces the silent old one at once
+    instead of being refused as a duplicate until the cut.
+    """
+
+    def setUp(self) -> None:
+        """A node with a 6 s bound and a heartbeating inbound link from srv-a."""
+        LinkTestMixin.setUp(self)
+        self.node.config.deadPeerTimeout = 6.0
+        self.old, self.oldTransport = self.established("srv-a")
+        self.old.dataReceived(sync("srv-a", "a1") + sync("srv-a", "a1"))
+
+    def test_silentOldLinkReplaced(self) -> None:
+        """
+        After 2/3 of the bound without a byte, a new inbound link from
+        srv-a wins: the old one is aborted (counted as C{dead_peer}), our
+        SYNC_STATE goes out on the new one, srv-a's re-sync replaces its
+        sessions, and listeners see no disconnect.
+        """
+        self.clock.advance(4.0)
+        self.assertFalse(self.oldTransport.disconnecting)  # not cut yet (5 s)
+        new, newTransport = self.connect(INBOUND)
+        new.dataReceived(hello("srv-a"))
+        self.assertIs(self.node.linkFor("srv-a"), new)
+        self.assertTrue(self.oldTransport.disconnected)  # aborted
+        self.assertFalse(newTransport.disconnecting)
+        self.assertEqual(self.node.metrics.linksClosed["dead_peer"], 1)
+        self.assertIn("SYNC_STATE", [m["type"] for m in parseLines(newTransport.value())])
+        new.dataReceived(sync("srv-a", "a2"))
+        lost(self.old)
+        self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")}, {"a2"})
+        self.assertNotIn("peerDisconnected", [e[0] for e in self.listener.events])
+
+    def test_liveOldLinkKept(self) -> None:
+        """
+        A duplicate while the old link is lively (the peer sent something
+        recently) still loses: no hijack of a healthy link.
+        """
+        self.clock.advance(3.0)
+        self.old.dataReceived(sync("srv-a", "a1"))
+        self.clock.advance(1.0)
+        new, newTransport = self.connect(INBOUND)
+        new.dataReceived(hello("srv-a"))
+        self.assertIs(self.node.linkFor("srv-a"), self.old)
+        self.assertTrue(newTransport.disconnecting)
+        self.assertEqual(self.node.metrics.linksClosed["duplicate"], 1)

@@ -13,6 +13,9 @@ connection to one target port.  While it runs, a test can:
   - L{FaultProxy.setThrottle}: cap the bytes per second, both ways (reading
     stops while a direction's backlog is large, so the sender's kernel
     buffers fill as with a real slow link);
+  - L{FaultProxy.strand}: black-hole the current connections for good
+    (their ends stay half-open, as after a host vanished) while new ones
+    are forwarded;
   - L{FaultProxy.heal}: undo black-hole, delay and throttle.
 """
 
@@ -62,7 +65,7 @@ class _Pipe:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
-        if self.proxy.blackholed or self.destination is None or self.pair.closed:
+        if self.pair.silenced or self.destination is None or self.pair.closed:
             return
         now = self.proxy.reactor.seconds()
         rate = self.proxy.rate
@@ -150,6 +153,12 @@ class _Pair:
         self.downPipe.source, self.downPipe.destination = self.upstream, self.downstream
         self.closed = False
         self.upConnected = False
+        self.stranded = False
+
+    @property
+    def silenced(self) -> bool:
+        """Whether this connection forwards nothing (black hole or stranded)."""
+        return self.stranded or self.proxy.blackholed
 
     def sideConnected(self, side: _Side) -> None:
         """Wire the pipes once both ends exist."""
@@ -167,7 +176,7 @@ class _Pair:
         """Read from a side unless black-holed or its pipe is backed up."""
         if self.closed:
             return
-        hole = self.proxy.blackholed
+        hole = self.silenced
         self.downstream.setReading(self.upConnected and not hole and not self.up.backpressure)
         if self.upConnected:
             self.upstream.setReading(not hole and not self.downPipe.backpressure)
@@ -181,7 +190,7 @@ class _Pair:
         One side went away: flush what the other side still has to get
         (unless black-holed), then close it.
         """
-        if not self.proxy.blackholed:
+        if not self.silenced:
             for pipe in (self.up, self.downPipe):
                 if pipe.destination is not None and pipe.destination is not side:
                     transport = pipe.destination.transport
@@ -318,6 +327,20 @@ class FaultProxy:
         for pair in list(self.pairs):
             pair.up.drain()
             pair.downPipe.drain()
+
+    def strand(self) -> int:
+        """
+        Black-hole every current connection for good (never forwarded nor
+        closed again: their ends stay half-open, as with a host that
+        vanished) while new connections are forwarded normally; return how
+        many were stranded.
+        """
+        pairs = list(self.pairs)
+        for pair in pairs:
+            pair.stranded = True
+            pair.updateReading()
+        self.blackholed = False
+        return len(pairs)
 
     def heal(self) -> None:
         """Forward again without delay or throttle."""

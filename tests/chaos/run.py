@@ -15,7 +15,9 @@ Faults (each repeated C{--reps} times, rotating over links and nodes):
   - C{partition}: both links of one node black-holed for 5 s;
   - C{delay}: 200 ms added each way on one link for 3 s;
   - C{throttle}: one link capped at 4 KB/s each way for 3 s;
-  - C{kill-9}: SIGKILL of one node process, restart on the same port.
+  - C{kill-9}: SIGKILL of one node process, restart on the same port;
+  - C{silent host crash}: the same behind a black hole, so that its peers'
+    old links stay half-open (no FIN, no RST) and must be found dead.
 
 Convergence time is measured from the heal (for C{cut}/C{reset}, the
 fault itself; for C{kill-9}, the restarted process accepting control
@@ -545,6 +547,38 @@ def faultKill(cluster: Cluster, rep: int):
     return healed, {frozenset((victim,))}
 
 
+@inlineCallbacks
+def faultCrash(cluster: Cluster, rep: int):
+    """
+    A silent host crash: the node's links go dark (no FIN or RST ever
+    reaches its peers, their old links stay half-open), the process dies,
+    and it restarts on the same port; the heal is the restarted process
+    ready.  Its peers must find out by themselves (dead-peer cut, or the
+    stale-link replacement when it dials them again).
+    """
+    victim = NODES[rep % len(NODES)]
+    node = cluster.nodes[victim]
+    proxies = [p for link, p in cluster.proxies.items() if victim in link]
+    cluster.noTarget = victim
+    yield cluster.churn(0.5)
+    yield cluster.settle()
+    early = yield cluster.lostMessages()
+    for proxy in proxies:
+        proxy.blackhole()
+    yield node.kill()
+    cluster.truth[victim] = set()
+    cluster.stable[victim] = []
+    for proxy in proxies:
+        proxy.strand()
+    yield cluster.churn(1.0)
+    yield node.start()
+    healed = cluster.reactor.seconds()
+    yield cluster.addStable(victim, 3)
+    cluster.noTarget = None
+    cluster.carried = early
+    return healed, {frozenset((victim,))}
+
+
 FAULTS = [
     ("cut", lambda c, r: faultCut(c, r)),
     ("reset", lambda c, r: faultCut(c, r, reset=True)),
@@ -554,6 +588,7 @@ FAULTS = [
     ("delay (200 ms, 3 s)", faultDelay),
     ("throttle (4 KB/s, 3 s)", faultThrottle),
     ("kill -9 + restart", faultKill),
+    ("silent host crash + restart", faultCrash),
 ]
 
 
