@@ -218,7 +218,7 @@ class DeadPeerTests(_ProxiedPair, unittest.TestCase):
             lambda: self.a.linkFor("srv-b") is None and self.b.linkFor("srv-a") is None,
             timeout=5, what="dead peer detected on both ends")
         detected = reactor.seconds() - started
-        self.assertLess(detected, 1.2 + 0.5)
+        self.assertLess(detected, 1.2 + 1.0)  # the bound, plus slack for a loaded CI machine
         self.assertGreaterEqual(self.a.metrics.linksClosed["dead_peer"], 1)
         self.assertGreaterEqual(self.b.metrics.linksClosed["dead_peer"], 1)
         self.assertNotIn(("srv-b", "b1"), sessionKeys(self.a))
