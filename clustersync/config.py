@@ -97,6 +97,10 @@ class NodeConfig:
     plainListen: str | None = None
     #: Lines per second (sustained) and burst a peer link may send before it
     #: is closed as a flood; 0 disables.
+    #: Accept unauthenticated plain-TCP links from anyone when neither TLS
+    #: nor plain_peers is configured (development only); otherwise such a
+    #: node refuses every link.
+    openLinks: bool = False
     peerRate: float = 50_000.0
     peerBurst: int = 100_000
 
@@ -244,6 +248,7 @@ _KEYS = {
     "tls_key": ("tlsKey", _optStr),
     "plain_peers": ("plainPeers", _strList),
     "plain_listen": ("plainListen", _peerEndpoint),
+    "open_links": ("openLinks", _bool),
     "peer_rate": ("peerRate", _nonNegative),
     "peer_burst": ("peerBurst", _positive(int)),
 }

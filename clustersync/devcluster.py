@@ -74,24 +74,22 @@ def _pump(name: str, stream, lock: threading.Lock) -> None:
             sys.stdout.flush()
 
 
-def _extraSettings(runDir: str) -> dict:
+def _extraSettings(runDir: str, tls: bool = True) -> dict:
     """
-    Settings added by optional features (TLS between the local nodes, the
-    status web server) when this installation has them.
+    Settings of the local nodes beyond L{nodeConfig}: mutual TLS between
+    them (certificates made in C{run/certs/} on first use), or, with
+    C{tls=False}, unauthenticated plain links (C{open_links}).
     """
     extra: dict = {name: {} for name in NODES}
-    try:
-        from clustersync import tls  # noqa: F401
-    except ImportError:
-        tls = None
-    if tls is not None and hasattr(tls, "devClusterSettings"):
-        for name, settings in tls.devClusterSettings(os.path.join(runDir, "certs"), NODES).items():
-            extra[name].update(settings)
-    from clustersync.config import KEYS
+    if tls:
+        from clustersync import tls as tlsModule
 
-    if "web" in KEYS:
-        for name, (_, _, webPort) in NODES.items():
-            extra[name]["web"] = f"tcp:{webPort}:interface=127.0.0.1"
+        for name, settings in tlsModule.devClusterSettings(
+                os.path.join(runDir, "certs"), NODES).items():
+            extra[name].update(settings)
+    else:
+        for name in NODES:
+            extra[name]["open_links"] = True
     return extra
 
 
@@ -116,7 +114,8 @@ def main(argv=None) -> int:
     """
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run-dir", default="run", help="where configs, users and logs go")
-    parser.add_argument("--plain", action="store_true", help="plain TCP links (no TLS)")
+    parser.add_argument("--plain", action="store_true",
+                        help="plain, unauthenticated TCP links (open_links) instead of mutual TLS")
     parser.add_argument("--only", choices=sorted(NODES), action="append",
                         help="run only this node (repeatable), e.g. to restart a killed one")
     parser.add_argument("--restart-after", type=float, default=None, metavar="SECONDS",
@@ -124,7 +123,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     runDir = os.path.abspath(args.run_dir)
     os.makedirs(runDir, exist_ok=True)
-    extra = {name: {} for name in NODES} if args.plain else _extraSettings(runDir)
+    extra = _extraSettings(runDir, tls=not args.plain)
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     names = args.only or list(NODES)
     procs: dict[str, subprocess.Popen] = {}

@@ -36,6 +36,7 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
+        ["open-links", None, "With no TLS and no plain peers, accept unauthenticated links from anyone (development only)."],
     ]
 
     def __init__(self) -> None:
@@ -73,6 +74,7 @@ class Options(usage.Options):
             "web": none(self["web"]),
             "log_json": self["log-json"],
             "eager_hello": True if self["eager-hello"] else None,
+            "open_links": True if self["open-links"] else None,
             "peers": self["peer"] or None,
             "plugin_dirs": self["plugin-dir"] or None,
             "tls_ca": self["tls-ca"],

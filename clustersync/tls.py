@@ -2,7 +2,7 @@
 Mutual TLS for peer links, the plain-TCP allow-list, and the certificates
 that make both easy.
 
-Three modes, chosen by the configuration (see C{docs/security.md}):
+Four modes, chosen by the configuration (see C{docs/security.md}):
 
   - B{tls}: C{tls_ca}, C{tls_cert} and C{tls_key} are set.  The peer port
     (C{listen}, normally an C{ssl:} endpoint string) speaks TLS and requires
@@ -16,8 +16,11 @@ Three modes, chosen by the configuration (see C{docs/security.md}):
     for the serverId listed with that host.  Entries with a port are dialed
     over plain TCP.  With TLS, plain inbound links use their own port,
     C{plain_listen}.
-  - B{open}: neither is set: every link is plain and unauthenticated (a
-    loud warning at startup).  Only for a trusted network or a laptop.
+  - B{closed} (the default): neither is set: every link, inbound or
+    dialed, is refused (a loud warning at startup says how to configure).
+  - B{open}: neither is set and C{open_links} is: every link is plain and
+    unauthenticated (a loud warning at startup).  Only for a throw-away
+    development cluster on a trusted network.
 
 The certificate tools (L{makeCA}, L{makeNodeCertificate}, L{initCertDir},
 L{ensureDevCerts}, and the C{clustersync-certs} command, L{main}) use
@@ -562,6 +565,7 @@ def parsePlainPeer(key: str, text) -> PlainPeer:
 TLS = "tls"
 ALLOW_LIST = "allow-list"
 OPEN = "open"
+CLOSED = "closed"
 
 
 def _hostOf(link) -> str | None:
@@ -581,12 +585,18 @@ class LinkSecurity:
     plain link) and at HELLO (the claimed serverId against the certificate,
     or against the allow-list).
 
-    @ivar mode: L{TLS}, L{ALLOW_LIST} or L{OPEN}.
+    @ivar mode: L{TLS}, L{ALLOW_LIST}, L{OPEN} (only with C{open_links}) or
+        L{CLOSED} (nothing configured: every link is refused).
     @ivar tls: the L{TLSMaterial}, or C{None}.
     @ivar plainPeers: the L{PlainPeer} entries.
     """
 
-    def __init__(self, tls: TLSMaterial | None = None, plainPeers: Iterable[PlainPeer] = ()) -> None:
+    def __init__(
+        self,
+        tls: TLSMaterial | None = None,
+        plainPeers: Iterable[PlainPeer] = (),
+        openLinks: bool = False,
+    ) -> None:
         self.tls = tls
         self.plainPeers = list(plainPeers)
         self._plainHosts = {p.host for p in self.plainPeers}
@@ -598,8 +608,10 @@ class LinkSecurity:
             self.mode = TLS
         elif self.plainPeers:
             self.mode = ALLOW_LIST
-        else:
+        elif openLinks:
             self.mode = OPEN
+        else:
+            self.mode = CLOSED
 
     @classmethod
     def fromConfig(cls, config) -> "LinkSecurity":
@@ -619,7 +631,7 @@ class LinkSecurity:
                     f"({config.serverId!r}); peers would refuse it",
                 )
         peers = [parsePlainPeer("plain_peers", p) for p in getattr(config, "plainPeers", ())]
-        return cls(tls, peers)
+        return cls(tls, peers, getattr(config, "openLinks", False))
 
     # Dialing ---------------------------------------------------------------
 
@@ -646,6 +658,12 @@ class LinkSecurity:
         """
         if link.tls or self.mode == OPEN:
             return None
+        if self.mode == CLOSED:
+            return (
+                "links_disabled",
+                "peer links need TLS (tls_ca, tls_cert, tls_key) or a plain_peers "
+                "allow-list (open_links accepts anyone, for development only)",
+            )
         host = _hostOf(link)
         if host not in self._plainHosts:
             return ("plain_source_refused", f"plain TCP from {host} is not allowed (plain_peers)")
@@ -708,7 +726,14 @@ class LinkSecurity:
     def startupWarnings(self, config) -> list[str]:
         """The loud warnings to log when the node starts with this policy."""
         warnings = []
-        if self.mode == OPEN:
+        if self.mode == CLOSED:
+            warnings.append(
+                "PEER LINKS ARE DISABLED: no tls_ca/tls_cert/tls_key and no plain_peers, so "
+                "every peer link (inbound or dialed) is refused. Set up TLS "
+                "(clustersync-certs init), list plain-TCP peers in plain_peers, or, for a "
+                "throw-away development cluster only, set open_links. See docs/security.md."
+            )
+        elif self.mode == OPEN:
             warnings.append(
                 "PEER LINKS ARE NOT AUTHENTICATED: no tls_ca/tls_cert/tls_key and no "
                 f"plain_peers; anyone who can reach {config.listen} can join the cluster, "

@@ -129,6 +129,8 @@ def startNode(testCase, reactor, serverId: str, peers=(), conditions=None, **set
 
     settings.setdefault("listen", "tcp:0:interface=127.0.0.1")
     settings.setdefault("clients", None)
+    # Test nodes link over plain loopback TCP without certificates.
+    settings.setdefault("openLinks", True)
     settings.setdefault("web", None)
     config = NodeConfig(serverId=serverId, peers=list(peers), **settings)
     service = makeNodeService(config, reactor)

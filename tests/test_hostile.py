@@ -96,6 +96,7 @@ class Cluster:
     def __init__(self, **settings) -> None:
         self.clock = Clock()
         self.probes = 0
+        settings.setdefault("openLinks", True)
         config = NodeConfig(serverId="srv-b", listen=None, clients=None, **settings)
         self.node = ClusterNode(config, self.clock, BUILTIN_HANDLERS)
         self.a, self.aT = self.establish("srv-a", "10.0.0.1")
@@ -615,3 +616,31 @@ class LinkPropertyTests(unittest.TestCase):
         self.assertEqual(cluster.snapshot(), before)
         lost(link)
         self.check(cluster, before)
+
+
+class ClosedModeTests(unittest.TestCase):
+    """
+    A node with no TLS, no C{plain_peers} and no C{open_links} (the
+    default) refuses every link, inbound or dialed, before any byte.
+    """
+
+    def test_everyLinkRefused(self):
+        """
+        An inbound and an outbound connection are aborted at once, nothing
+        is written (not even our HELLO), what the peer sends is not read,
+        and both are counted under C{links_disabled}.
+        """
+        node = ClusterNode(NodeConfig(serverId="srv-b", listen=None, clients=None),
+                           Clock(), BUILTIN_HANDLERS)
+        self.assertFalse(node.config.openLinks)
+        for direction in (INBOUND, OUTBOUND):
+            link = PeerProtocol(node, direction, None)
+            transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 40000))
+            link.makeConnection(transport)
+            self.assertTrue(transport.disconnecting)
+            self.assertEqual(transport.value(), b"")
+            link.dataReceived(hello("srv-a") + connected("srv-a", "a1", 5))
+            self.assertIsNot(link.state, LinkState.ESTABLISHED)
+        self.assertEqual(node.metrics.linksClosed["links_disabled"], 2)
+        self.assertEqual(list(node.state.allSessions()), [])
+        self.assertIsNone(node.linkFor("srv-a"))

@@ -37,6 +37,7 @@ from clustersync.node import ClusterNode
 
 def makeNode(serverId: str = "srv-b", clock: Clock | None = None, **settings) -> ClusterNode:
     """A L{ClusterNode} with the built-in handlers, on a L{Clock}."""
+    settings.setdefault("openLinks", True)
     config = NodeConfig(serverId=serverId, listen=None, clients=None, **settings)
     return ClusterNode(config, clock if clock is not None else Clock(), BUILTIN_HANDLERS)
 

@@ -52,7 +52,7 @@ def spawnNode(testCase, serverId: str, port: int, peers, seed: str) -> _NodeProc
     proto = _NodeProcess()
     env = dict(os.environ, CLUSTERSYNC_SEED=seed)
     args = [twistd, "--nodaemon", "--pidfile=", "--logfile=-", "clustersync",
-            "--server-id", serverId, "--listen", f"tcp:{port}:interface=127.0.0.1",
+            "--server-id", serverId, "--listen", f"tcp:{port}:interface=127.0.0.1", "--open-links",
             "--clients", "none", "--web", "none", "--plugin-dir", SEEDS]
     for p in peers:
         args += ["--peer", p]

@@ -346,7 +346,7 @@ class SocketActivationTests(unittest.TestCase):
         env.update(LISTEN_FDS="1", LISTEN_FDNAMES="clustersync.socket", NOTIFY_SOCKET=os.path.join(directory, "notify"))
         args = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$0" "$@"',
                 TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "clustersync",
-                "--server-id", "srv-activated", "--listen", "systemd:domain=INET:index=0",
+                "--server-id", "srv-activated", "--listen", "systemd:domain=INET:index=0", "--open-links",
                 "--web", "tcp:0:interface=127.0.0.1", "--clients", "none"]
         proto = _Output()
         process = reactor.spawnProcess(proto, "/bin/sh", args, env=env, path=directory,

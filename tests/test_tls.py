@@ -314,8 +314,12 @@ class ConfigTests(unittest.TestCase):
         self.assertIn("'srv-a'", str(e))
 
     def test_modes(self):
-        """No TLS and no allow-list is open mode; the tls_* keys make TLS mode."""
-        self.assertEqual(tls.LinkSecurity.fromConfig(NodeConfig()).mode, tls.OPEN)
+        """
+        No TLS and no allow-list is closed mode (open only with
+        C{open_links}); the tls_* keys make TLS mode.
+        """
+        self.assertEqual(tls.LinkSecurity.fromConfig(NodeConfig()).mode, tls.CLOSED)
+        self.assertEqual(tls.LinkSecurity.fromConfig(NodeConfig(openLinks=True)).mode, tls.OPEN)
         config = NodeConfig(serverId="srv-a", tlsCa=self.paths["tls_ca"], tlsCert=self.paths["tls_cert"],
                             tlsKey=self.paths["tls_key"])
         security = tls.LinkSecurity.fromConfig(config)
@@ -343,9 +347,15 @@ class StartupWarningTests(unittest.TestCase):
             globalLogPublisher.removeObserver(events.append)
         return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
 
-    def test_openModeWarns(self):
-        """No tls_* and no plain_peers: a warning that links are not authenticated."""
+    def test_closedModeWarns(self):
+        """No tls_*, no plain_peers, no open_links: a warning that links are refused."""
         text = " ".join(self.warningsOf(NodeConfig(serverId="srv-a", clients=None, web=None)))
+        self.assertIn("PEER LINKS ARE DISABLED", text)
+
+    def test_openModeWarns(self):
+        """C{open_links} alone: a warning that links are not authenticated."""
+        text = " ".join(self.warningsOf(
+            NodeConfig(serverId="srv-a", clients=None, web=None, openLinks=True)))
         self.assertIn("PEER LINKS ARE NOT AUTHENTICATED", text)
 
     def test_plainPeersWarn(self):

@@ -234,15 +234,16 @@ def _setNoDelay(transport) -> None:
 
 def _benchConfig(extra: dict | None = None, **settings):
     """
-    A node config for the benchmark: no client gateway, no web page, and a
-    flood guard set so high that it never trips (its check still runs);
+    A node config for the benchmark: no client gateway, no web page, plain
+    loopback links (C{openLinks}), and a flood guard set so high that it
+    never trips (its check still runs);
     then C{extra} (NodeConfig attribute -> value), each applied only if
     this version of L{NodeConfig} has that attribute.
     """
     from clustersync.config import NodeConfig
 
     config = NodeConfig(**settings)
-    for name, value in (("clients", None), ("web", None), ("peerRate", 1e12),
+    for name, value in (("clients", None), ("web", None), ("openLinks", True), ("peerRate", 1e12),
                         ("peerBurst", 10**12), *(extra or {}).items()):
         if hasattr(config, name):
             setattr(config, name, value)

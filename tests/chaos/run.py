@@ -193,6 +193,7 @@ class NodeProcess:
             f.write(toml({
                 "server_id": self.serverId,
                 "listen": f"tcp:{self.port}:interface=127.0.0.1",
+                "open_links": True,
                 "peers": self.peers,
                 "plugin_dirs": [PLUGINS],
                 **NODE_SETTINGS,
