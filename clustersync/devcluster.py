@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 
-__all__ = ["NODES", "nodeConfig", "main"]
+__all__ = ["NODES", "nodeConfig", "tomlText", "main"]
 
 #: name -> (peer port, client port, web port)
 NODES = {
@@ -53,7 +53,9 @@ def nodeConfig(name: str, runDir: str, extra: dict | None = None) -> dict:
     return config
 
 
-def _toml(values: dict) -> str:
+def tomlText(values: dict) -> str:
+    """A flat TOML document for C{values} (strings, numbers, booleans, lists)."""
+
     def fmt(v):
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
     def start(name: str) -> None:
         path = os.path.join(runDir, f"{name}.toml")
         with open(path, "w") as f:
-            f.write(_toml(nodeConfig(name, runDir, extra[name])))
+            f.write(tomlText(nodeConfig(name, runDir, extra[name])))
         proc = subprocess.Popen(
             [twistd, "--nodaemon", "--pidfile=", "--logfile=-", "clustersync", "--config", path],
             stdout=subprocess.PIPE,

@@ -51,6 +51,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import ClientFactory, ProcessProtocol
 from twisted.protocols.basic import LineOnlyReceiver
 
+from clustersync.devcluster import tomlText
 from tests.chaos.proxy import FaultProxy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,20 +79,6 @@ def freePort() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def toml(values: dict) -> str:
-    """A flat TOML document for C{values}."""
-    def fmt(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        return json.dumps(str(v))
-
-    return "".join(f"{k} = {fmt(v)}\n" for k, v in values.items())
 
 
 def poll(reactor, predicate, timeout: float, interval: float = 0.05) -> Deferred:
@@ -190,7 +177,7 @@ class NodeProcess:
         if os.path.exists(portFile):
             os.remove(portFile)
         with open(config, "w") as f:
-            f.write(toml({
+            f.write(tomlText({
                 "server_id": self.serverId,
                 "listen": f"tcp:{self.port}:interface=127.0.0.1",
                 "open_links": True,
