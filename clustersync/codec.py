@@ -35,6 +35,8 @@ __all__ = [
     "SessionMessage",
     "Broadcast",
     "MESSAGE_TYPES",
+    "XReceived",
+    "EXTENSION_TYPES",
     "decode",
     "encode",
     "encodeRaw",
@@ -271,6 +273,37 @@ MESSAGE_TYPES: Final[dict[str, type]] = {
     for cls in Message.__args__  # type: ignore[attr-defined]
 }
 
+
+# Extensions: clustersync-only message types, never sent to a peer that is
+# not known to understand them (existing servers drop unknown types), and
+# never added to the spec's messages.
+
+
+class XReceivedPayload(Struct, gc=False):
+    """
+    Payload of X_RECEIVED: C{lines} is how many lines the sender has read
+    and handled on this link so far (its HELLO included, X_RECEIVED lines
+    excluded).
+    """
+
+    lines: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class XReceived(Struct, tag_field="type", tag="X_RECEIVED", gc=False):
+    """
+    X_RECEIVED (extension, link-level): an application receipt.  Consumed
+    by the link (L{clustersync.link.PeerProtocol}); never dispatched,
+    applied as state or forwarded.
+    """
+
+    origin: str
+    payload: XReceivedPayload
+
+
+#: wire type name -> class, for every extension message type.
+EXTENSION_TYPES: Final[dict[str, type]] = {"X_RECEIVED": XReceived}
+
+
 class _WireSyncPayload(Struct):
     sessions: list[_WireSession]
 
@@ -290,7 +323,7 @@ class _TypeOnly(Struct):
     type: str
 
 
-_decoder = msgspec.json.Decoder(Message)
+_decoder = msgspec.json.Decoder(Union[(*Message.__args__, XReceived)])  # type: ignore[attr-defined]
 _typeDecoder = msgspec.json.Decoder(_TypeOnly)
 _encoder = msgspec.json.Encoder()
 
@@ -338,7 +371,8 @@ def decode(line: bytes) -> Message:
             reason = "type"
         else:
             reason = "field"
-        if reason == "type" and messageType is not None and messageType not in MESSAGE_TYPES:
+        if (reason == "type" and messageType is not None and messageType not in MESSAGE_TYPES
+                and messageType not in EXTENSION_TYPES):
             text = f"unknown message type {messageType!r}"
         return _raise(ProtocolError(reason, text, messageType, field))
     except msgspec.DecodeError as e:

@@ -75,6 +75,11 @@ class NodeConfig:
     #: API sends fire only once the peer's TCP stack acknowledged the line
     #: (plain TCP links); a link lost before that fails them.
     confirmSends: bool = True
+    #: Which peers get application receipts (X_RECEIVED, an extension
+    #: message) and confirm sends with them: C{"tls"} (peers on TLS links,
+    #: which are clustersync nodes), C{"all"} (every peer: an
+    #: all-clustersync cluster) or C{"none"}.
+    receipts: str = "tls"
     #: Longest chat-client request line (bytes); longer closes the client.
     clientMaxLine: int = 65536
     #: Chat-client requests per second (sustained) and burst before a
@@ -211,6 +216,16 @@ def _nonNegative(key, v):
     return _positive(float)(key, v)
 
 
+#: Values of C{receipts}.
+RECEIPTS = ("tls", "all", "none")
+
+
+def _receipts(key, v):
+    if not isinstance(v, str) or v.strip().lower() not in RECEIPTS:
+        raise ConfigError(key, f"expected one of {', '.join(RECEIPTS)}, got {v!r}")
+    return v.strip().lower()
+
+
 def _serverId(key, v):
     v = _str(key, v)
     if any(c.isspace() for c in v) or len(v) > 255:
@@ -237,6 +252,7 @@ _KEYS = {
     "idle_resync": ("idleResync", _bool),
     "max_outbound_buffer": ("maxOutboundBuffer", _positive(int)),
     "confirm_sends": ("confirmSends", _bool),
+    "receipts": ("receipts", _receipts),
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),

@@ -40,7 +40,9 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
-from clustersync.codec import Hello, ProtocolError, SyncState, decode, encode
+from clustersync.codec import (
+    Hello, ProtocolError, SyncState, XReceived, XReceivedPayload, decode, encode,
+)
 from clustersync.interfaces import IPeerLink
 
 __all__ = [
@@ -217,6 +219,14 @@ class PeerProtocol(LineOnlyReceiver):
         self._socket = None
         self._ackWaiters: collections.deque = collections.deque()
         self._ackCall = None
+        #: Application receipts (X_RECEIVED) on this link: decided when the
+        #: connection opens from the node's C{receipts} policy.
+        self.receipts = False
+        self.linesWritten = 0
+        self.linesReceived = 0
+        self._receiptSent = 0
+        self.peerReceived = 0
+        self._unexpectedReceipt = False
 
     @property
     def outboundBuffered(self) -> int:
@@ -254,6 +264,8 @@ class PeerProtocol(LineOnlyReceiver):
         peer = transport.getPeer()
         self.peerAddress = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.tls = _isTLS(transport)
+        policy = getattr(self.node.config, "receipts", "tls")
+        self.receipts = policy == "all" or (policy == "tls" and self.tls)
         self._timeout = self.node.clock.callLater(
             self.node.config.handshakeTimeout, self._handshakeTimedOut
         )
@@ -269,6 +281,7 @@ class PeerProtocol(LineOnlyReceiver):
         hello = encode(Hello.make(self.node.serverId))
         self.transport.write(hello)
         self.bytesWritten += len(hello)
+        self.linesWritten += 1
         self.lastSent = self.node.clock.seconds()
         self.state = LinkState.HELLO_SENT
 
@@ -344,8 +357,52 @@ class PeerProtocol(LineOnlyReceiver):
             outbound.queued += len(line)
         transport.write(line)
         self.bytesWritten += len(line)
+        self.linesWritten += 1
         self.lastSent = self.node.clock.seconds()
         return True
+
+    def _sendReceipt(self) -> None:
+        """
+        Tell the peer how many lines of this link were read and handled
+        (X_RECEIVED; only on a link whose peer is known to understand it).
+        Not counted in L{linesWritten}, and not L{lastSent}: a receipt is
+        not traffic the heartbeat needs to replace.
+        """
+        transport = self.transport
+        if transport is None or transport.disconnecting:
+            return
+        count = self._receiptSent = self.linesReceived
+        line = encode(XReceived(self.node.serverId, XReceivedPayload(count)))
+        transport.write(line)
+        self.bytesWritten += len(line)
+
+    def _receiptReceived(self, message: XReceived) -> None:
+        """
+        The peer read C{message.payload.lines} of our lines: fire the sends
+        it covers.  A count that goes back or beyond what was written is
+        rejected (counter C{bogus_receipt}) and changes nothing.
+        """
+        count = message.payload.lines
+        if not self.receipts:
+            # The peer thinks we understand receipts; we do not wait on them.
+            if not self._unexpectedReceipt:
+                self._unexpectedReceipt = True
+                self.node.reject(self, "unexpected_receipt",
+                                 "X_RECEIVED on a link without receipts (receipts policy)")
+            else:
+                self.node.metrics.rejected("unexpected_receipt")
+            return
+        if count < self.peerReceived or count > self.linesWritten:
+            self.node.reject(
+                self, "bogus_receipt",
+                f"X_RECEIVED of {count} lines: {self.peerReceived} already acknowledged, "
+                f"{self.linesWritten} written")
+            return
+        self.peerReceived = count
+        waiters = self._ackWaiters
+        while waiters and waiters[0][0] <= count:
+            waiter = waiters.popleft()
+            waiter[1].callback(waiter[2])
 
     def whenAcknowledged(self, result=None, onLost=None, context=None) -> Deferred:
         """
@@ -353,15 +410,24 @@ class PeerProtocol(LineOnlyReceiver):
         @param onLost: if given, called with C{context} to build the
             exception the L{Deferred} fails with when the link is lost
             first (this keeps a waiting send down to a few objects).
-        @return: a L{Deferred} firing with C{result} once every byte
-            written so far on this link has been acknowledged by the peer's
-            TCP stack (it reached the peer's socket), failing with
-            C{onLost(context)} or L{ConnectionLost} if the link closes
-            first.  On a transport whose acknowledgements cannot be counted
-            (TLS, tests) it fires at once.
+        @return: a L{Deferred} firing with C{result} once every line
+            written so far on this link has been acknowledged: on a link
+            with L{receipts}, by the peer's X_RECEIVED (it read and handled
+            them); otherwise by the peer's TCP stack (it reached the peer's
+            socket).  It fails with C{onLost(context)} or
+            L{ConnectionLost} if the link closes first.  Without receipts,
+            on a transport whose acknowledgements cannot be counted (TLS,
+            tests) it fires at once.
         """
         if self.state is LinkState.CLOSED:
             return fail(onLost(context) if onLost is not None else ConnectionLost("link closed"))
+        if self.receipts:
+            target = self.linesWritten
+            if self.peerReceived >= target:
+                return succeed(result)
+            d = Deferred()
+            self._ackWaiters.append((target, d, result, onLost, context))
+            return d
         if self._socket is None:
             return succeed(result)
         d = Deferred()
@@ -445,6 +511,8 @@ class PeerProtocol(LineOnlyReceiver):
                 return
         if self._rate and not self._admit(len(lines)):
             return
+        # X_RECEIVED lines are taken back out of the count in lineReceived.
+        self.linesReceived += len(lines)
         for line in lines:
             if self._closeReason is not None:
                 return
@@ -452,6 +520,14 @@ class PeerProtocol(LineOnlyReceiver):
                 self._lineTooLong(len(line))
                 return
             self.lineReceived(line)
+        # One receipt per read, once HELLO is done, if something new was read.
+        if (
+            self.receipts
+            and self.linesReceived != self._receiptSent
+            and self.state is LinkState.ESTABLISHED
+            and self._closeReason is None
+        ):
+            self._sendReceipt()
 
     def _admit(self, count: int) -> bool:
         """
@@ -517,6 +593,11 @@ class PeerProtocol(LineOnlyReceiver):
             return
         if message.__class__ is SyncState:
             self.syncsReceived += 1
+        elif message.__class__ is XReceived:
+            # Link-level: never dispatched, applied as state or forwarded.
+            self.linesReceived -= 1
+            self._receiptReceived(message)
+            return
         self.node.dispatch(self, message)
 
     # Handshake (called by the HELLO handler) -------------------------------

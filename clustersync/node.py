@@ -479,7 +479,8 @@ class ClusterNode:
         """
         Wait until every link in C{acks} (C{(serverId, Deferred)} pairs from
         L{clustersync.link.PeerProtocol.whenAcknowledged}) confirmed the
-        line reached the peer's socket; fire with the L{Delivery}, or fail
+        line (the peer's receipt, or its TCP acknowledgement on a link
+        without receipts); fire with the L{Delivery}, or fail
         with L{PeerUnavailable} naming the servers whose link was lost
         first.
         """

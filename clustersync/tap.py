@@ -33,6 +33,7 @@ class Options(usage.Options):
         ["tls-cert", None, None, "This node's certificate (PEM), from clustersync-certs."],
         ["tls-key", None, None, "This node's private key (PEM)."],
         ["plain-listen", None, None, "Extra plain-TCP peer port for the plain peers ('none' disables)."],
+        ["receipts", None, None, "Application receipts with peers: tls (default), all or none (see docs/reliability.md)."],
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
@@ -82,6 +83,7 @@ class Options(usage.Options):
             "tls_key": self["tls-key"],
             "plain_listen": none(self["plain-listen"]),
             "plain_peers": self["plain-peer"] or None,
+            "receipts": self["receipts"],
         }
         try:
             self.config = loadConfig(self["config"], overrides)

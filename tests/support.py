@@ -131,6 +131,9 @@ def startNode(testCase, reactor, serverId: str, peers=(), conditions=None, **set
     settings.setdefault("clients", None)
     # Test nodes link over plain loopback TCP without certificates.
     settings.setdefault("openLinks", True)
+    # ...and every peer is a clustersync node: application receipts on all
+    # links (an interop test with an existing server passes receipts="tls").
+    settings.setdefault("receipts", "all")
     settings.setdefault("web", None)
     config = NodeConfig(serverId=serverId, peers=list(peers), **settings)
     service = makeNodeService(config, reactor)

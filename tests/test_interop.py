@@ -214,6 +214,8 @@ class InteropTests(unittest.TestCase):
     def startNode(self, peers=(), **settings):
         """Start a node C{srv-node} with one local session C{n1} (user 5, channel 3)."""
         self.cond = Conditions(reactor)
+        # The default policy: a plain peer may be an existing server.
+        settings.setdefault("receipts", "tls")
         self.service, self.node, self.port, self.delivery = yield startNode(
             self, reactor, "srv-node", peers, conditions=self.cond, **settings)
         yield self.node.clientConnected("n1", 5, "nodo", "10.0.0.1", [3])

@@ -65,6 +65,9 @@ NODE_SETTINGS = {
     "handshake_timeout": 2.0,
     "reconnect_max_delay": 1.0,
     "connect_timeout": 2.0,
+    # Every peer is a clustersync node (open plain links): confirm sends
+    # with application receipts.
+    "receipts": "all",
     "clients": "",
     "web": "",
 }
