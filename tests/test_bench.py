@@ -87,8 +87,9 @@ class HarnessRunTests(unittest.TestCase):
 
     def test_tinyRun(self):
         """
-        Every part runs (relay processes, SYNC_STATE, memory, codecs) and the
-        report is a Markdown table per section with positive rates.
+        Every part runs (relay processes, per-message costs, SYNC_STATE,
+        memory, codecs) and the report is a Markdown table per section with
+        positive rates.
         """
         output = os.path.abspath(self.mktemp()) + ".md"
         args = parser().parse_args(["--output", output])
@@ -97,9 +98,11 @@ class HarnessRunTests(unittest.TestCase):
         self.assertLess(time.monotonic() - started, 45)
         with open(output) as f:
             self.assertEqual(f.read(), text)
-        for title in ("1. DM relay", "2. SYNC_STATE", "3. Memory", "4. Codec choice"):
+        titles = ("1. DM relay", "1b. Per-message CPU cost", "2. SYNC_STATE", "3. Memory",
+                  "4. Codec choice")
+        for title in titles:
             self.assertIn(f"## {title}", text)
-        self.assertEqual(text.count("| figure | value | reference | ratio |"), 4)
+        self.assertEqual(text.count("| figure | value | reference | ratio |"), len(titles))
         rates = [
             line for line in text.splitlines()
             if line.startswith("| DM relay throughput, saturated")

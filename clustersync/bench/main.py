@@ -18,7 +18,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes (about 20 s)")
     p.add_argument("--output", default="docs/benchmarks.md", help="report path ('-' for stdout)")
     p.add_argument("--only", action="append", default=[],
-                   choices=["relay", "sync", "memory", "codec"], help="run only these parts")
+                   choices=["relay", "percall", "sync", "memory", "codec"], help="run only these parts")
     p.add_argument("--profile", metavar="PREFIX",
                    help="also profile one clustersync relay run (cProfile) into PREFIX-*.prof")
     sub = p.add_subparsers(dest="role")
