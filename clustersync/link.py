@@ -376,6 +376,29 @@ class PeerProtocol(LineOnlyReceiver):
         transport.write(line)
         self.bytesWritten += len(line)
 
+    def _noReceipts(self) -> None:
+        """
+        The peer's SYNC_STATE arrived but no receipt (a receipt-sending
+        peer writes one right after its SYNC_STATE): it does not send
+        receipts (an older clustersync, or C{receipts} set differently
+        there).  Stop receipts on this link and confirm its waiting and
+        future sends by TCP acknowledgement, rather than never.
+        """
+        self._log.warn(
+            "{peer} ({address}) sends no receipts: confirming sends to it by TCP "
+            "acknowledgement (set the same receipts policy on every node)",
+            peer=self.serverId, address=self.peerAddress)
+        self.node.metrics.rejected("no_receipts")
+        self.receipts = False
+        waiters, self._ackWaiters = self._ackWaiters, collections.deque()
+        if self._socket is None:
+            for waiter in waiters:
+                waiter[1].callback(waiter[2])
+            return
+        self._ackWaiters.extend((self.bytesWritten, *waiter[1:]) for waiter in waiters)
+        if self._ackWaiters and self._ackCall is None:
+            self._ackCall = self.node.clock.callLater(0, self._checkAcknowledged)
+
     def _receiptReceived(self, message: XReceived) -> None:
         """
         The peer read C{message.payload.lines} of our lines: fire the sends
@@ -664,6 +687,8 @@ class PeerProtocol(LineOnlyReceiver):
         self._liveness = None
         if self.state is not LinkState.ESTABLISHED or self._closeReason is not None:
             return
+        if self.receipts and not self.peerReceived and self.syncsReceived:
+            self._noReceipts()
         bound = self.node.config.deadPeerTimeout
         now = self.node.clock.seconds()
         silent = now - self.lastReceived

@@ -302,6 +302,33 @@ class LegacyBehaviourTests(_Links, unittest.TestCase):
         self.assertEqual(proto.peerReceived, 0)
         self.assertEqual(receiptsIn(transport.value()), [])
 
+    def test_peerThatSendsNoReceipts(self) -> None:
+        """
+        A peer whose SYNC_STATE arrived without any receipt by the first
+        liveness check does not send receipts: waiting sends are confirmed
+        the old way (here at once: no socket to ask), and later sends too.
+        """
+        self.makeNode("all")
+        proto, transport = self.established()
+        proto.dataReceived(sync("srv-a", "sa"))
+        d = self.node.sendToSession("sa", "uno")
+        self.assertNoResult(d)
+        self.clock.advance(self.node.config.deadPeerTimeout / 6)
+        self.successResultOf(d)
+        self.assertFalse(proto.receipts)
+        self.assertEqual(self.node.metrics.rejectedInputs["no_receipts"], 1)
+        self.successResultOf(self.node.sendToSession("sa", "dos"))
+
+    def test_receiptsKeptWhenPeerSendsThem(self) -> None:
+        """A peer that sent a receipt keeps receipts after the liveness check."""
+        self.makeNode("all")
+        proto, transport = self.established()
+        proto.dataReceived(sync("srv-a", "sa") + receipt("srv-a", 1))
+        d = self.node.sendToSession("sa", "uno")
+        self.clock.advance(self.node.config.deadPeerTimeout / 6)
+        self.assertNoResult(d)
+        self.assertTrue(proto.receipts)
+
 
 class TwoNodeTests(unittest.TestCase):
     """Two nodes under C{all} linked in memory with L{iosim}."""

@@ -652,7 +652,7 @@ def runSuite(cluster: Cluster, reps: int, only=None):
 def table(rows) -> str:
     """The results as a Markdown table."""
     head = ("| fault | runs | converge median | converge max | ghosts | missing "
-            "| msgs confirmed | failed with a named error | lost after TCP ack, on the faulted link "
+            "| msgs confirmed | failed with a named error | confirmed then lost, on the faulted link "
             "| lost otherwise (silent) | dead-peer cuts |\n"
             "|---|---|---|---|---|---|---|---|---|---|---|\n")
 
@@ -739,7 +739,7 @@ def main(argv=None) -> int:
     else:
         shutil.rmtree(workDir, ignore_errors=True)
     clean = all(r["ghosts"] == 0 and r["missing"] == 0 and r["lostOther"] == 0
-                and not r["timeouts"] for r in rows)
+                and r["lostFaulted"] == 0 and not r["timeouts"] for r in rows)
     return 0 if clean else 1
 
 
