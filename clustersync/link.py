@@ -584,14 +584,14 @@ class PeerProtocol(LineOnlyReceiver):
         """Decode one line and hand it to the node, or reject it."""
         if line[-1:] == b"\r":
             line = line[:-1]
-        if not line.strip():
+        if not line or line.isspace():  # blank (no copy of a large line)
             return
         try:
             message = decode(line)
         except ProtocolError as e:
             self.node.reject(self, e.reason, str(e))
             return
-        if len(line) > self.maxMessageLength and message.__class__.__name__ != "SyncState":
+        if len(line) > self.maxMessageLength and message.__class__ is not SyncState:
             self.node.reject(
                 self,
                 "oversize_message",
