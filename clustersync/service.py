@@ -6,8 +6,7 @@ one L{MultiService}.
 from __future__ import annotations
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from clustersync.config import NodeConfig
@@ -15,37 +14,11 @@ from clustersync.link import PeerClientFactory, PeerServerFactory
 from clustersync.node import ClusterNode
 from clustersync.pluginload import loadExtensions, loadHandlers
 from clustersync.tls import peerServerEndpoint
+from clustersync.waiters import OneShot
 
 __all__ = ["NodeService", "PeerListenService", "PeerDialService", "makeNodeService"]
 
 _log = Logger()
-
-
-class _Waiters:
-    """A list of Deferreds fired together once a value is known."""
-
-    def __init__(self) -> None:
-        self._waiting: list[Deferred] = []
-        self._result = None
-        self._done = False
-
-    def wait(self) -> Deferred:
-        if self._done:
-            return succeed(self._result)
-        d = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def fire(self, result) -> None:
-        self._done, self._result = True, result
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(result)
-
-    def fail(self, failure) -> None:
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.errback(failure)
 
 
 class NodeService(Service):
@@ -89,7 +62,7 @@ class PeerListenService(Service):
         #: speak mutual TLS; C{None} listens as described.
         self.security = security
         self.port = None
-        self._listening = _Waiters()
+        self._listening = OneShot()
 
     def whenListening(self) -> Deferred:
         """
@@ -108,7 +81,7 @@ class PeerListenService(Service):
         def listening(port):
             self.port = port
             self._log.info("peer links on {address}", address=port.getHost())
-            self._listening.fire(port)
+            self._listening.succeed(port)
 
         def failed(f):
             self._log.failure("cannot listen on {description}", f, description=self.description)

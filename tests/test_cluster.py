@@ -10,7 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
-from clustersync.errors import PeerUnavailable, UnknownUser
+from clustersync.errors import UnknownUser
 
 from tests.support import Conditions, linkPorts, startNode
 

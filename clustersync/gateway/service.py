@@ -24,6 +24,7 @@ from clustersync.gateway.auth import (
 )
 from clustersync.gateway.protocol import ClientFactory
 from clustersync.interfaces import ILocalDelivery, INodeExtension
+from clustersync.waiters import OneShot
 
 __all__ = ["Gateway", "GatewayService", "GatewayExtension", "resolveUsersFile"]
 
@@ -184,28 +185,14 @@ class GatewayService(Service):
         self.createDemo = createDemo
         self.gateway = None
         self.port = None
-        self._waiting: list = []
-        self._listenResult = None
+        self._listening = OneShot()
 
     def whenListening(self):
         """
         @return: a L{Deferred} firing with the listening port once it
             listens (failing with the listen error).
         """
-        from twisted.internet.defer import Deferred, fail
-
-        if self._listenResult is not None:
-            ok, value = self._listenResult
-            return succeed(value) if ok else fail(value)
-        d = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def _listened(self, ok: bool, value) -> None:
-        self._listenResult = (ok, value)
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            d.callback(value) if ok else d.errback(value)
+        return self._listening.wait()
 
     def startService(self) -> None:
         """Open the users file (creating the demo one), then listen."""
@@ -234,12 +221,12 @@ class GatewayService(Service):
                 "{host}:{port}", address=port.getHost(), path=os.path.abspath(self.usersFile),
                 host=getattr(port.getHost(), "host", "127.0.0.1"),
                 port=getattr(port.getHost(), "port", "?"))
-            self._listened(True, port)
+            self._listening.succeed(port)
 
         def failed(f):
             self._log.failure("cannot listen for clients on {description}", f,
                               description=self.config.clients)
-            self._listened(False, f)
+            self._listening.fail(f)
 
         d.addCallbacks(listening, failed)
 

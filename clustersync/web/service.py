@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.web.server import Site
 
+from clustersync.waiters import OneShot
 from clustersync.web.api import WebRoot
 from clustersync.web.tracker import StatusTracker
 
@@ -103,8 +104,7 @@ class WebService(Service):
         self.port = None
         self.address = None
         self.streamClients: list = []
-        self._waiting: list[Deferred] = []
-        self._listened = None
+        self._listening = OneShot()
         self._changed: set = set()
         self._flush = None
         self._keepalive = None
@@ -114,22 +114,7 @@ class WebService(Service):
         @return: a L{Deferred} firing with the listening port once it
             listens, failing with the listen error.
         """
-        if self._listened is not None:
-            ok, value = self._listened
-            if ok:
-                return succeed(value)
-            d = Deferred()
-            d.errback(value)
-            return d
-        d = Deferred()
-        self._waiting.append(d)
-        return d
-
-    def _settle(self, ok: bool, value) -> None:
-        self._listened = (ok, value)
-        waiting, self._waiting = self._waiting, []
-        for d in waiting:
-            (d.callback if ok else d.errback)(value)
+        return self._listening.wait()
 
     def startService(self) -> None:
         """Start tracking the node and listen."""
@@ -146,12 +131,12 @@ class WebService(Service):
             host = port.getHost()
             self.address = f"{getattr(host, 'host', host)}:{getattr(host, 'port', '')}"
             self._log.info("status page on http://{address}/", address=self.address)
-            self._settle(True, port)
+            self._listening.succeed(port)
 
         def failed(f):
             self._log.failure("cannot serve the status page on {description}", f,
                               description=self.description)
-            self._settle(False, f)
+            self._listening.fail(f)
 
         d.addCallbacks(listening, failed)
 
