@@ -151,3 +151,27 @@ def startNode(testCase, reactor, serverId: str, peers=(), conditions=None, **set
 def linkPorts(*ports) -> list[str]:
     """C{host:port} peer addresses on loopback for C{ports}."""
     return [f"127.0.0.1:{p}" for p in ports]
+
+
+@inlineCallbacks
+def startGatewayMesh(testCase, reactor, names, usersFile: str, conditions):
+    """
+    Start one node per name, each with a chat gateway on an ephemeral
+    loopback port and the shared C{usersFile}, each dialing the ones
+    started before it; wait until every node links to every other.
+
+    @return: a L{Deferred} firing with C{(nodes, clientPorts)}: name ->
+        L{ClusterNode} and name -> gateway port number.
+    """
+    nodes, clientPorts, peerPorts = {}, {}, []
+    for name in names:
+        service, node, port, _ = yield startNode(
+            testCase, reactor, name, linkPorts(*peerPorts), conditions=conditions,
+            clients="tcp:0:interface=127.0.0.1", usersFile=usersFile)
+        peerPorts.append(port)
+        nodes[name] = node
+        listening = yield service.getServiceNamed("gateway").whenListening()
+        clientPorts[name] = listening.getHost().port
+    yield conditions.waitUntil(
+        lambda: all(len(n._links) == len(names) - 1 for n in nodes.values()), what="full mesh")
+    return nodes, clientPorts

@@ -19,7 +19,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from clustersync.chat import ChatCore, ServerConnection, _parseAddress, formatEvent
-from tests.support import Conditions, linkPorts, startNode
+from tests.support import Conditions, startGatewayMesh
 from tests.test_gateway import USERS, writeUsers
 from tests.test_gateway_cluster import ChatClient, nodeSessions
 
@@ -226,18 +226,8 @@ class TerminalChatTests(unittest.TestCase):
     def setUp(self):
         """Start two linked nodes with gateways."""
         self.cond = Conditions(reactor)
-        users = writeUsers(self.mktemp())
-        self.nodes, self.clientPorts = {}, {}
-        peerPorts = []
-        for name in ("srv-a", "srv-b"):
-            service, node, port, _ = yield startNode(
-                self, reactor, name, linkPorts(*peerPorts), conditions=self.cond,
-                clients="tcp:0:interface=127.0.0.1", usersFile=users)
-            peerPorts.append(port)
-            self.nodes[name] = node
-            listening = yield service.getServiceNamed("gateway").whenListening()
-            self.clientPorts[name] = listening.getHost().port
-        yield self.cond.waitUntil(lambda: all(n._links for n in self.nodes.values()), what="linked")
+        self.nodes, self.clientPorts = yield startGatewayMesh(
+            self, reactor, ("srv-a", "srv-b"), writeUsers(self.mktemp()), self.cond)
         self.passwords = {u: pw for u, _, _, pw in USERS}
 
     def spawnChat(self, serverId: str) -> PtyChat:

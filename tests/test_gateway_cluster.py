@@ -15,7 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
-from tests.support import Conditions, linkPorts, startNode
+from tests.support import Conditions, startGatewayMesh, startNode
 from tests.test_gateway import USERS, writeUsers
 
 
@@ -120,19 +120,8 @@ class GatewayClusterTests(unittest.TestCase):
     def setUp(self):
         """Start A, B and C with gateways and wait for the full mesh."""
         self.cond = Conditions(reactor)
-        users = writeUsers(self.mktemp())
-        self.nodes, self.clientPorts = {}, {}
-        peerPorts = []
-        for name in ("srv-a", "srv-b", "srv-c"):
-            service, node, port, _ = yield startNode(
-                self, reactor, name, linkPorts(*peerPorts), conditions=self.cond,
-                clients="tcp:0:interface=127.0.0.1", usersFile=users)
-            peerPorts.append(port)
-            self.nodes[name] = node
-            listening = yield service.getServiceNamed("gateway").whenListening()
-            self.clientPorts[name] = listening.getHost().port
-        yield self.cond.waitUntil(
-            lambda: all(len(n._links) == 2 for n in self.nodes.values()), what="full mesh")
+        self.nodes, self.clientPorts = yield startGatewayMesh(
+            self, reactor, ("srv-a", "srv-b", "srv-c"), writeUsers(self.mktemp()), self.cond)
         self.passwords = {u: pw for u, _, _, pw in USERS}
 
     @inlineCallbacks
