@@ -41,6 +41,9 @@ __all__ = [
     "encode",
     "encodeRaw",
     "rawMessage",
+    "messageBytes",
+    "directLinePrefix",
+    "encodeDirect",
 ]
 
 #: A 64-bit signed integer, as the spec's ids are.
@@ -345,15 +348,16 @@ def decode(line: bytes) -> Message:
     @raise ProtocolError: the line is not UTF-8, not JSON, not an object, has
         an unknown C{type}, or misses or mistypes a field.
     """
-    try:
-        # msgspec does not validate the bytes it keeps as Raw (a forwarded
-        # message) nor those it skips (unknown fields): check the whole line
-        # first (about 5% of the decode time of an ASCII SYNC_STATE).
-        str(line, "utf-8")
-    except UnicodeDecodeError as e:
-        raise ProtocolError(
-            "utf8", f"invalid UTF-8: {e.reason} at byte {e.start}", _typeOf(line)
-        ) from None
+    # msgspec does not validate the bytes it keeps as Raw (a forwarded
+    # message) nor those it skips (unknown fields): check the whole line
+    # first (an ASCII line, the common case, is valid UTF-8).
+    if not line.isascii():
+        try:
+            str(line, "utf-8")
+        except UnicodeDecodeError as e:
+            raise ProtocolError(
+                "utf8", f"invalid UTF-8: {e.reason} at byte {e.start}", _typeOf(line)
+            ) from None
     try:
         return _decoder.decode(line)
     except msgspec.ValidationError as e:
@@ -416,6 +420,22 @@ def encodeConnected(origin: str, session: SessionInfo) -> bytes:
     return _encoder.encode(_WireConnected(origin, _wireSession(session, origin))) + b"\n"
 
 
+def messageBytes(value: object) -> bytes:
+    """
+    Encode an application value once, as the C{message} of a forwarded
+    payload: the bytes of L{rawMessage}.
+
+    @raise TypeError: C{value} is not JSON-serialisable.
+    """
+    if isinstance(value, Raw):
+        data = bytes(value)
+        return data.replace(b"\n", b" ") if b"\n" in data else data
+    try:
+        return _encoder.encode(value)
+    except (TypeError, msgspec.EncodeError) as e:
+        raise TypeError(f"message is not JSON-serialisable: {e}") from None
+
+
 def rawMessage(value: object) -> Raw:
     """
     Encode an application value once, as the C{message} of a forwarded payload.
@@ -429,10 +449,28 @@ def rawMessage(value: object) -> Raw:
     if isinstance(value, Raw):
         data = bytes(value)
         return Raw(data.replace(b"\n", b" ")) if b"\n" in data else value
-    try:
-        return Raw(_encoder.encode(value))
-    except (TypeError, msgspec.EncodeError) as e:
-        raise TypeError(f"message is not JSON-serialisable: {e}") from None
+    return Raw(messageBytes(value))
+
+
+def directLinePrefix(origin: str) -> bytes:
+    """
+    The bytes every DIRECT_MESSAGE line from C{origin} starts with, for
+    L{encodeDirect}.
+    """
+    return b'{"type":"DIRECT_MESSAGE","origin":' + _encoder.encode(origin) + b',"payload":{"userId":'
+
+
+def encodeDirect(prefix: bytes, userId: int, message: bytes) -> bytes:
+    """
+    Encode a DIRECT_MESSAGE line by concatenation: the very bytes
+    C{encode(DirectMessage(origin, DirectMessagePayload(userId,
+    Raw(message))))} writes, at a fraction of the cost (the send hot path).
+
+    @param prefix: L{directLinePrefix}C{(origin)}.
+    @param userId: an C{int} (not a C{bool}).
+    @param message: the bytes of L{messageBytes}.
+    """
+    return b'%b%d,"message":%b}}\n' % (prefix, userId, message)
 
 
 def encodeRaw(value: object) -> bytes:

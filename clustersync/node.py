@@ -28,9 +28,12 @@ from clustersync.codec import (
     SessionInfo,
     SessionMessage,
     SessionMessagePayload,
+    directLinePrefix,
     encode,
     encodeConnected,
+    encodeDirect,
     encodeSync,
+    messageBytes,
     rawMessage,
 )
 from clustersync.config import NodeConfig
@@ -151,7 +154,12 @@ class ClusterNode:
         self._delivery = delivery
         self.outboundFactories: list = []
         self.handlers: list = []
-        self._dispatch: dict[type, list] = {}
+        #: message class -> its handlers, in registration order.
+        self._dispatch: dict[type, _Handlers] = {}
+        self._directPrefix = directLinePrefix(self.serverId)
+        #: serverId -> (Delivery(0, (serverId,)), (serverId, 0)): what a
+        #: one-peer send fires with, and the context of its error.
+        self._oneServer: dict[str, tuple] = {}
         for h in handlers:
             self.registerHandler(h)
 
@@ -170,7 +178,11 @@ class ClusterNode:
             cls = MESSAGE_TYPES.get(typeName)
             if cls is None:
                 raise ValueError(f"handler {handler.name!r}: unknown message type {typeName!r}")
-            self._dispatch.setdefault(cls, []).append(handler)
+            handlers = self._dispatch.get(cls)
+            if handlers is None:
+                handlers = self._dispatch[cls] = _Handlers()
+                handlers.tag = typeName
+            handlers.append(handler)
         self.handlers.append(handler)
 
     def dispatch(self, link, message) -> None:
@@ -179,8 +191,12 @@ class ClusterNode:
         is logged and counted; it never reaches the link.
         """
         cls = message.__class__
-        self.metrics.messagesIn[cls.__struct_config__.tag] += 1
-        for handler in self._dispatch.get(cls, ()):
+        handlers = self._dispatch.get(cls)
+        if handlers is None:  # a type no handler takes: counted all the same
+            self.metrics.messagesIn[cls.__struct_config__.tag] += 1
+            return
+        self.metrics.messagesIn[handlers.tag] += 1
+        for handler in handlers:
             try:
                 handler.handleMessage(self, link, message)
             except Exception:
@@ -446,12 +462,14 @@ class ClusterNode:
         if link is None or not link.sendLine(line):
             return fail(PeerUnavailable([serverId], Delivery(0, ())))
         self.metrics.messagesOut[kind] += 1
-        delivery = Delivery(0, (serverId,))
+        one = self._oneServer.get(serverId)
+        if one is None:
+            one = self._oneServer[serverId] = (Delivery(0, (serverId,)), (serverId, 0))
         if self.config.confirmSends:
             whenAcknowledged = getattr(link, "whenAcknowledged", None)
             if whenAcknowledged is not None:
-                return whenAcknowledged(delivery, _unconfirmedOne, (serverId, 0))
-        return succeed(delivery)
+                return whenAcknowledged(one[0], _unconfirmedOne, one[1])
+        return succeed(one[0])
 
     def _forward(self, servers, localSessions, makeMessage, kind: str) -> Deferred:
         """
@@ -522,11 +540,22 @@ class ClusterNode:
 
     def sendToUser(self, clienteId: int, message) -> Deferred:
         """See L{ICluster.sendToUser}."""
+        servers = self.state.serversOfUser(clienteId)
+        if len(servers) == 1 and type(clienteId) is int:
+            # The hot path: one remote server hosts the user.
+            for serverId in servers:
+                if serverId != self.serverId:
+                    try:
+                        data = messageBytes(message)
+                    except TypeError as e:
+                        return fail(e)
+                    return self._sendOne(
+                        serverId, encodeDirect(self._directPrefix, clienteId, data),
+                        "DIRECT_MESSAGE")
         try:
             raw = rawMessage(message)
         except TypeError as e:
             return fail(e)
-        servers = self.state.serversOfUser(clienteId)
         if not servers:
             return fail(UnknownUser(f"no session of user {clienteId}"))
         make = _Maker(raw, lambda: DirectMessage(self.serverId, DirectMessagePayload(clienteId, raw)))
@@ -707,6 +736,12 @@ def _unconfirmedOne(context) -> PeerUnavailable:
     """The error of a one-peer send whose link was lost before the ack."""
     serverId, local = context
     return PeerUnavailable([serverId], Delivery(local, ()))
+
+
+class _Handlers(list):
+    """The handlers of one message type, and its wire name (C{tag})."""
+
+    __slots__ = ("tag",)
 
 
 class _Maker:

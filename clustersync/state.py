@@ -154,8 +154,14 @@ class ClusterState:
         view = self._servers.get(serverId)
         if view is None:
             return []
-        ids = view.byUser.get(clienteId, ())
-        return [view.sessions[i] for i in ids]
+        ids = view.byUser.get(clienteId)
+        if not ids:
+            return []
+        sessions = view.sessions
+        if len(ids) == 1:  # the common case, without a comprehension
+            for i in ids:
+                return [sessions[i]]
+        return [sessions[i] for i in ids]
 
     def channelSessionsOn(self, serverId: str, canalId: int) -> list[SessionInfo]:
         """Sessions in C{canalId} on C{serverId}."""

@@ -29,10 +29,13 @@ from clustersync.codec import (
     SyncState,
     SyncStatePayload,
     decode,
+    directLinePrefix,
     encode,
     encodeConnected,
+    encodeDirect,
     encodeRaw,
     encodeSync,
+    messageBytes,
     rawMessage,
 )
 
@@ -766,6 +769,42 @@ class ProtocolErrorTests(unittest.SynchronousTestCase):
                         decode(candidate)
                     except ProtocolError:
                         pass
+
+
+class EncodeDirectTests(unittest.SynchronousTestCase):
+    """
+    The send hot path builds a DIRECT_MESSAGE line by concatenation; it
+    must be the very bytes the typed encoder writes.
+    """
+
+    def test_sameBytesAsEncode(self):
+        """
+        For origins needing escapes, ids at the Int64 bounds and messages of
+        every JSON kind (a L{msgspec.Raw} with a newline included),
+        L{encodeDirect} equals L{encode} of the L{DirectMessage}, and the
+        line decodes back to the same routing and message.
+        """
+        origins = ["srv-a", 'sr"v\\é', "\u2603 \t"]
+        ids = [0, 7, -1, 2**63 - 1, -(2**63)]
+        values = [{"t": 1, "p": "x\ny"}, "hola", 42, None, [1, {"a": []}], 1.5, True,
+                  msgspec.Raw(b'{"a":\n1}')]
+        for origin in origins:
+            prefix = directLinePrefix(origin)
+            for userId in ids:
+                for value in values:
+                    expected = encode(DirectMessage(origin, codec.DirectMessagePayload(
+                        userId, rawMessage(value))))
+                    line = encodeDirect(prefix, userId, messageBytes(value))
+                    self.assertEqual(line, expected, (origin, userId, value))
+                    back = decode(line[:-1])
+                    self.assertEqual((back.origin, back.payload.userId), (origin, userId))
+                    self.assertEqual(bytes(back.payload.message), bytes(rawMessage(value)))
+
+    def test_messageBytesRefusesWhatRawMessageRefuses(self):
+        """A value JSON cannot hold is a C{TypeError} from both."""
+        for value in (object(), {1j: 2}, {"a": {1, 2}.__iter__()}):
+            self.assertRaises(TypeError, messageBytes, value)
+            self.assertRaises(TypeError, rawMessage, value)
 
 
 class EncodeTests(unittest.SynchronousTestCase):

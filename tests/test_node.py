@@ -13,7 +13,9 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clustersync.codec import SessionInfo, decode
+from clustersync.codec import (
+    DirectMessage, DirectMessagePayload, SessionInfo, decode, encode, rawMessage,
+)
 from clustersync.config import NodeConfig
 from clustersync.errors import (
     AmbiguousSession,
@@ -434,6 +436,27 @@ class SendTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(delivery, Delivery(0, ("srv-c",)))
         self.assertEqual(self.delivery.calls, [])
         self.assertEqual(self.b.lines, [])
+
+    def test_oneRemoteServerPath(self) -> None:
+        """
+        A user hosted by one remote server only takes the send hot path:
+        its line is byte for byte the typed encoder's; a message JSON cannot
+        hold fails with C{TypeError} and a link that refuses the line with
+        L{PeerUnavailable}, nothing written either way; the Delivery is the
+        same for every send.
+        """
+        first = self.successResultOf(self.node.sendToUser(7, {"k": "v\n"}))
+        self.assertEqual(self.c.lines, [encode(DirectMessage(
+            "srv-a", DirectMessagePayload(7, rawMessage({"k": "v\n"}))))])
+        self.assertEqual(self.successResultOf(self.node.sendToUser(7, 1)), first)
+        self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 2)
+        self.c.lines.clear()
+        self.failureResultOf(self.node.sendToUser(7, object()), TypeError)
+        self.c.accept = False
+        f = self.failureResultOf(self.node.sendToUser(7, "x"), PeerUnavailable)
+        self.assertEqual((f.value.servers, f.value.delivery), (("srv-c",), Delivery(0, ())))
+        self.noLines()
+        self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 2)
 
     def test_unknownUser(self) -> None:
         """No session of that user anywhere: L{UnknownUser}, nothing sent."""
