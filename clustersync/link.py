@@ -63,6 +63,14 @@ class LinkState(enum.Enum):
     CLOSED = "closed"
 
 
+# Module-level aliases: looking an Enum member up on its class costs about
+# as much as decoding a small line, and the hot paths compare states per line.
+_CONNECTING = LinkState.CONNECTING
+_HELLO_SENT = LinkState.HELLO_SENT
+_ESTABLISHED = LinkState.ESTABLISHED
+_CLOSED = LinkState.CLOSED
+
+
 def keepaliveSettings(bound: float) -> tuple[int, int, int]:
     """
     TCP keepalive C{(idle, interval, count)} in whole seconds such that an
@@ -134,6 +142,12 @@ def unacknowledgedBytes(sock) -> int | None:
 #: Seconds between two checks of a link's acknowledged bytes while sends wait.
 ACK_POLL = 0.005
 
+#: Lines written by L{PeerProtocol.sendLine} are gathered and handed to the
+#: transport in one write at the end of the reactor turn, or as soon as this
+#: many bytes are waiting (Twisted's own write path costs about as much per
+#: call as encoding a message).
+FLUSH_BYTES = 32 * 1024
+
 
 @implementer(IPushProducer)
 class _OutboundBuffer:
@@ -193,7 +207,7 @@ class PeerProtocol(LineOnlyReceiver):
         self.node = node
         self.direction = direction
         self.factory = factory
-        self.state = LinkState.CONNECTING
+        self.state = _CONNECTING
         self.serverId: str | None = None
         self.since: float | None = None
         self.duplicate = False
@@ -219,6 +233,11 @@ class PeerProtocol(LineOnlyReceiver):
         self._socket = None
         self._ackWaiters: collections.deque = collections.deque()
         self._ackCall = None
+        #: Lines accepted by L{sendLine} and not yet handed to the transport.
+        self._batch: list[bytes] = []
+        self._batchBytes = 0
+        self._batchTraffic = False
+        self._flushCall = None
         #: Application receipts (X_RECEIVED) on this link: decided when the
         #: connection opens from the node's C{receipts} policy.
         self.receipts = False
@@ -279,11 +298,12 @@ class PeerProtocol(LineOnlyReceiver):
 
     def _sendHello(self) -> None:
         hello = encode(Hello.make(self.node.serverId))
+        self.flush()
         self.transport.write(hello)
         self.bytesWritten += len(hello)
         self.linesWritten += 1
         self.lastSent = self.node.clock.seconds()
-        self.state = LinkState.HELLO_SENT
+        self.state = _HELLO_SENT
 
     def _handshakeTimedOut(self) -> None:
         self._timeout = None
@@ -293,7 +313,7 @@ class PeerProtocol(LineOnlyReceiver):
         )
 
     def connectionLost(self, reason) -> None:
-        """Tell the node; the link is now L{LinkState.CLOSED}."""
+        """Tell the node; the link is now L{_CLOSED}."""
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
@@ -303,12 +323,17 @@ class PeerProtocol(LineOnlyReceiver):
         if self._ackCall is not None and self._ackCall.active():
             self._ackCall.cancel()
         self._ackCall = None
+        if self._flushCall is not None and self._flushCall.active():
+            self._flushCall.cancel()
+        self._flushCall = None
+        self._batch = []
+        self._batchBytes = 0
         waiters, self._ackWaiters = self._ackWaiters, collections.deque()
         for _, d, _, onLost, context in waiters:
             d.errback(onLost(context) if onLost is not None else ConnectionLost(
                 f"link closed before the peer acknowledged: {reason.getErrorMessage()}"))
-        wasEstablished = self.state is LinkState.ESTABLISHED
-        self.state = LinkState.CLOSED
+        wasEstablished = self.state is _ESTABLISHED
+        self.state = _CLOSED
         why = self._closeReason or reason.getErrorMessage()
         if not wasEstablished and self._closeReason is None and _isTLSError(reason):
             why = f"TLS handshake failed: {why}"
@@ -327,6 +352,10 @@ class PeerProtocol(LineOnlyReceiver):
         """
         Write one encoded line (ending in C{\\n}).
 
+        Lines are gathered and handed to the transport in one write at the
+        end of the reactor turn (or once L{FLUSH_BYTES} are waiting), in the
+        order they were given.
+
         If the transport has been full since more than
         C{max_outbound_buffer} bytes were written, the peer is too slow: the
         link is cut (reason C{slow peer}, counter C{slow_peer}) and this
@@ -335,18 +364,16 @@ class PeerProtocol(LineOnlyReceiver):
 
         @return: C{False} if the link is closing or closed (or was just cut).
         """
+        if self._closeReason is not None or self.state is _CLOSED:
+            return False
         transport = self.transport
-        if (
-            self.state is LinkState.CLOSED
-            or self._closeReason is not None
-            or transport is None
-            or transport.disconnecting
-        ):
+        if transport is None or transport.disconnecting:
             return False
         outbound = self._outbound
+        size = len(line)
         if outbound.paused:
             bound = self.node.config.maxOutboundBuffer
-            if outbound.queued and outbound.queued + len(line) > bound:
+            if outbound.queued and outbound.queued + size > bound:
                 self.close(
                     f"slow peer: {outbound.queued} bytes queued and not read, "
                     f"bound {bound}",
@@ -354,27 +381,60 @@ class PeerProtocol(LineOnlyReceiver):
                     abort=True,
                 )
                 return False
-            outbound.queued += len(line)
-        transport.write(line)
-        self.bytesWritten += len(line)
+            outbound.queued += size
+        self._batch.append(line)
+        self._batchBytes += size
+        self._batchTraffic = True
+        self.bytesWritten += size
         self.linesWritten += 1
-        self.lastSent = self.node.clock.seconds()
+        if self._batchBytes >= FLUSH_BYTES:
+            self.flush()
+        elif self._flushCall is None:
+            self._flushCall = self.node.clock.callLater(0, self._flushLater)
         return True
+
+    def flush(self) -> None:
+        """
+        Hand every line gathered by L{sendLine} to the transport now (one
+        write).
+        """
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        self._batchBytes = 0
+        transport = self.transport
+        if transport is None or self.state is _CLOSED:
+            return
+        transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+        if self._batchTraffic:  # not only receipts
+            self._batchTraffic = False
+            self.lastSent = self.node.clock.seconds()
+
+    def _flushLater(self) -> None:
+        self._flushCall = None
+        self.flush()
 
     def _sendReceipt(self) -> None:
         """
         Tell the peer how many lines of this link were read and handled
         (X_RECEIVED; only on a link whose peer is known to understand it).
         Not counted in L{linesWritten}, and not L{lastSent}: a receipt is
-        not traffic the heartbeat needs to replace.
+        not traffic the heartbeat needs to replace.  It goes out with the
+        lines gathered in this reactor turn (replies included).
         """
         transport = self.transport
         if transport is None or transport.disconnecting:
             return
         count = self._receiptSent = self.linesReceived
         line = encode(XReceived(self.node.serverId, XReceivedPayload(count)))
-        transport.write(line)
+        self._batch.append(line)
+        self._batchBytes += len(line)
         self.bytesWritten += len(line)
+        if self._batchBytes >= FLUSH_BYTES:
+            self.flush()
+        elif self._flushCall is None:
+            self._flushCall = self.node.clock.callLater(0, self._flushLater)
 
     def _noReceipts(self) -> None:
         """
@@ -442,7 +502,7 @@ class PeerProtocol(LineOnlyReceiver):
             on a transport whose acknowledgements cannot be counted (TLS,
             tests) it fires at once.
         """
-        if self.state is LinkState.CLOSED:
+        if self.state is _CLOSED:
             return fail(onLost(context) if onLost is not None else ConnectionLost("link closed"))
         if self.receipts:
             target = self.linesWritten
@@ -463,7 +523,8 @@ class PeerProtocol(LineOnlyReceiver):
         """Bytes of L{bytesWritten} the peer acknowledged, or C{None}."""
         transport = self.transport
         try:
-            buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+            buffered = (len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+                        + self._batchBytes)
         except (AttributeError, TypeError):
             return None
         kernel = unacknowledgedBytes(self._socket)
@@ -479,7 +540,7 @@ class PeerProtocol(LineOnlyReceiver):
             waiter = waiters.popleft()
             waiter[1].callback(waiter[2])
         # A callback above may have sent again and scheduled a check.
-        if waiters and self._ackCall is None and self.state is not LinkState.CLOSED:
+        if waiters and self._ackCall is None and self.state is not _CLOSED:
             self._ackCall = self.node.clock.callLater(ACK_POLL, self._checkAcknowledged)
 
     def close(self, reason: str, counter: str | None = None, abort: bool = False) -> None:
@@ -489,7 +550,7 @@ class PeerProtocol(LineOnlyReceiver):
         @param abort: drop unsent data and close now (a dead or slow peer
             would never let a graceful close flush).
         """
-        if self.state is LinkState.CLOSED or self._closeReason is not None:
+        if self.state is _CLOSED or self._closeReason is not None:
             return
         self._closeReason = reason
         if counter:
@@ -503,8 +564,11 @@ class PeerProtocol(LineOnlyReceiver):
         )
         abortConnection = getattr(self.transport, "abortConnection", None)
         if abort and abortConnection is not None:
+            self._batch = []
+            self._batchBytes = 0
             abortConnection()
         else:
+            self.flush()
             self.transport.loseConnection()
 
     loseConnection = close
@@ -547,7 +611,7 @@ class PeerProtocol(LineOnlyReceiver):
         if (
             self.receipts
             and self.linesReceived != self._receiptSent
-            and self.state is LinkState.ESTABLISHED
+            and self.state is _ESTABLISHED
             and self._closeReason is None
         ):
             self._sendReceipt()
@@ -599,7 +663,7 @@ class PeerProtocol(LineOnlyReceiver):
                 f"{self.maxMessageLength}",
             )
             return
-        if self.state is not LinkState.ESTABLISHED:
+        if self.state is not _ESTABLISHED:
             if message.__class__ is not Hello:
                 self.node.reject(
                     self,
@@ -631,7 +695,7 @@ class PeerProtocol(LineOnlyReceiver):
         become established.
         """
         serverId = hello.payload.serverId
-        if self.state is LinkState.ESTABLISHED:
+        if self.state is _ESTABLISHED:
             self.node.reject(self, "duplicate_hello", f"second HELLO ({serverId!r})")
             return
         if serverId == self.node.serverId:
@@ -642,7 +706,7 @@ class PeerProtocol(LineOnlyReceiver):
             )
             if self.factory is not None and self.direction == OUTBOUND:
                 self.factory.stopTrying()
-            if self.state is LinkState.CONNECTING:
+            if self.state is _CONNECTING:
                 # Answer before closing: the dialer is this node too, and
                 # only our HELLO tells its factory to stop redialing.
                 self._sendHello()
@@ -657,12 +721,12 @@ class PeerProtocol(LineOnlyReceiver):
             self.close(f"identity refused: {refusal[1]}", refusal[0], abort=True)
             return
         self.serverId = serverId
-        if self.state is LinkState.CONNECTING:
+        if self.state is _CONNECTING:
             self._sendHello()
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
-        self.state = LinkState.ESTABLISHED
+        self.state = _ESTABLISHED
         self.since = self.node.clock.seconds()
         self._scheduleLiveness()
         self.node.linkEstablished(self)
@@ -670,7 +734,7 @@ class PeerProtocol(LineOnlyReceiver):
     # Liveness --------------------------------------------------------------
 
     def _scheduleLiveness(self) -> None:
-        if self.state is LinkState.ESTABLISHED and self._closeReason is None:
+        if self.state is _ESTABLISHED and self._closeReason is None:
             self._liveness = self.node.clock.callLater(
                 self.node.config.deadPeerTimeout / 6, self._checkLiveness
             )
@@ -685,7 +749,7 @@ class PeerProtocol(LineOnlyReceiver):
         node re-syncs (a busy link would otherwise never show it).
         """
         self._liveness = None
-        if self.state is not LinkState.ESTABLISHED or self._closeReason is not None:
+        if self.state is not _ESTABLISHED or self._closeReason is not None:
             return
         if self.receipts and not self.peerReceived and self.syncsReceived:
             self._noReceipts()

@@ -13,7 +13,24 @@ from zope.interface import implementer
 from clustersync.config import NodeConfig
 from clustersync.interfaces import IClusterListener, ILocalDelivery
 
-__all__ = ["RecordingDelivery", "Conditions", "startNode", "linkPorts"]
+__all__ = ["RecordingDelivery", "Conditions", "ClockGroup", "startNode", "linkPorts"]
+
+
+class ClockGroup:
+    """
+    Several L{twisted.internet.task.Clock}s advanced together.  Given to
+    L{twisted.test.iosim.connectedServerAndClient} as its C{clock}, it lets
+    every pump run each node's end-of-turn calls (a link hands the lines it
+    gathered to its transport in a C{callLater(0)}).
+    """
+
+    def __init__(self, *clocks) -> None:
+        self.clocks = clocks
+
+    def advance(self, amount: float) -> None:
+        """Advance every clock by C{amount} seconds."""
+        for clock in self.clocks:
+            clock.advance(amount)
 
 
 @implementer(ILocalDelivery)

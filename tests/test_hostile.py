@@ -117,6 +117,7 @@ class Cluster:
         link, transport = self.connect(host)
         link.dataReceived(hello(serverId))
         assert link.state is LinkState.ESTABLISHED, serverId
+        self.clock.advance(0)  # the end of the reactor turn: HELLO, SYNC_STATE out
         transport.clear()
         return link, transport
 
@@ -170,6 +171,7 @@ class HostileMixin:
         self.assertEqual(self.cluster.snapshot(), self.before)
         self.assertFalse(transport.disconnecting)
         self.assertIsNot(link.state, LinkState.CLOSED)
+        self.cluster.clock.advance(0)  # anything written in that turn is out
         self.assertEqual(transport.value(), b"")
         self.assertBystanderUnaffected()
 

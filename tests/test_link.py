@@ -33,6 +33,7 @@ from clustersync.link import (
     PeerServerFactory,
 )
 from clustersync.node import ClusterNode
+from tests.support import ClockGroup
 
 
 def makeNode(serverId: str = "srv-b", clock: Clock | None = None, **settings) -> ClusterNode:
@@ -139,11 +140,20 @@ class LinkTestMixin:
         proto.makeConnection(transport)
         return proto, transport
 
+    def written(self, transport) -> bytes:
+        """
+        What C{transport} got once the reactor turn ended (a link hands
+        the lines it gathered to its transport then).
+        """
+        self.clock.advance(0)
+        return transport.value()
+
     def established(self, peer: str = "srv-a"):
         """An inbound link that completed its HELLO exchange with C{peer}."""
         proto, transport = self.connect(INBOUND)
         proto.dataReceived(hello(peer))
         self.assertIs(proto.state, LinkState.ESTABLISHED)
+        self.clock.advance(0)  # the end of the reactor turn: lines go out
         transport.clear()
         return proto, transport
 
@@ -166,6 +176,7 @@ class HandshakeTests(LinkTestMixin, unittest.TestCase):
         proto.dataReceived(hello("srv-a"))
         self.assertIs(proto.state, LinkState.ESTABLISHED)
         self.assertEqual(proto.serverId, "srv-a")
+        self.clock.advance(0)  # the end of the reactor turn: lines go out
         self.assertEqual(parseLines(transport.value()), [
             {"type": "SYNC_STATE", "origin": "srv-b", "payload": {"sessions": [
                 {"serverId": "srv-b", "sessionId": "s1", "clienteId": 12, "usuario": "carlos",
@@ -182,6 +193,7 @@ class HandshakeTests(LinkTestMixin, unittest.TestCase):
         self.assertIs(proto.state, LinkState.CONNECTING)
         self.clock.advance(3)
         proto.dataReceived(hello("srv-a"))
+        self.clock.advance(0)
         written = parseLines(transport.value())
         self.assertEqual([m["type"] for m in written], ["HELLO", "SYNC_STATE"])
         self.assertEqual(written[0]["payload"], {"serverId": "srv-b"})
@@ -203,6 +215,7 @@ class HandshakeTests(LinkTestMixin, unittest.TestCase):
         self.assertEqual([m["type"] for m in parseLines(transport.value())], ["HELLO"])
         self.assertIs(proto.state, LinkState.HELLO_SENT)
         proto.dataReceived(hello("srv-a"))
+        self.clock.advance(0)
         self.assertEqual([m["type"] for m in parseLines(transport.value())], ["HELLO", "SYNC_STATE"])
         self.assertIs(proto.state, LinkState.ESTABLISHED)
 
@@ -249,7 +262,7 @@ class HandshakeTests(LinkTestMixin, unittest.TestCase):
             transport.clear()
             proto.dataReceived(connected("srv-a", "s1") + sync("srv-a", "s2"))
             self.assertIs(proto.state, state)
-            self.assertEqual(transport.value(), b"")
+            self.assertEqual(self.written(transport), b"")
             self.assertFalse(transport.disconnecting)
         self.assertEqual(self.node.metrics.rejectedInputs["before_handshake"], 4)
         self.assertEqual(list(self.node.state.allSessions()), [])
@@ -265,7 +278,7 @@ class HandshakeTests(LinkTestMixin, unittest.TestCase):
         self.assertEqual(self.node.metrics.rejectedInputs["duplicate_hello"], 1)
         self.assertIs(proto.state, LinkState.ESTABLISHED)
         self.assertIs(self.node.linkFor("srv-a"), proto)
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.written(transport), b"")
         self.assertFalse(transport.disconnecting)
 
     def test_helloWithOtherIdOnEstablishedLink(self) -> None:
@@ -523,6 +536,7 @@ class TwoNodeTests(unittest.TestCase):
         client, server, pump = iosim.connectedServerAndClient(
             lambda: PeerServerFactory(acceptor).buildProtocol(None),
             lambda: factory.buildProtocol(None),
+            clock=ClockGroup(dialer.clock, acceptor.clock),
         )
         pump.flush()
         return client, server, pump
@@ -798,6 +812,7 @@ class SelfDialTests(unittest.TestCase):
         client, server, pump = iosim.connectedServerAndClient(
             lambda: PeerServerFactory(node).buildProtocol(None),
             lambda: factory.buildProtocol(None),
+            clock=clock,
         )
         pump.flush()
         self.assertIs(client.state, LinkState.CLOSED)
@@ -862,6 +877,121 @@ class SilentPeerTests(unittest.TestCase):
         self.assertGreater(factory.delay, factory.initialDelay * 4)
 
 
+class _CountingTransport(StringTransport):
+    """
+    A L{StringTransport} that counts C{write} calls and, like Twisted's TCP
+    transport, shows an empty write buffer (so that a link can count
+    acknowledged bytes once a socket is set).
+    """
+
+    dataBuffer = b""
+    offset = 0
+    _tempDataLen = 0
+
+    def __init__(self) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "10.0.0.9", 4000))
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        """Count and record C{data}."""
+        self.writes += 1
+        super().write(data)
+
+
+class WriteBatchTests(LinkTestMixin, unittest.TestCase):
+    """
+    Lines given to C{sendLine} in one reactor turn reach the transport in
+    one write, in order, at the end of the turn.
+    """
+
+    def batchedLink(self):
+        """An established link on a L{_CountingTransport}, its output cleared."""
+        proto = PeerProtocol(self.node, INBOUND)
+        transport = _CountingTransport()
+        proto.makeConnection(transport)
+        proto.dataReceived(hello("srv-a"))
+        self.clock.advance(0)
+        transport.clear()
+        transport.writes = 0
+        return proto, transport
+
+    def test_oneWritePerTurn(self) -> None:
+        """
+        Three lines: nothing on the transport until the turn ends, then one
+        write with the three in order; C{lastSent} is the time they left.
+        """
+        proto, transport = self.batchedLink()
+        self.clock.advance(2)
+        for text in (b"uno", b"dos", b"tres"):
+            self.assertTrue(proto.sendLine(text + b"\n"))
+        self.assertEqual((transport.value(), transport.writes), (b"", 0))
+        self.clock.advance(0)
+        self.assertEqual((transport.value(), transport.writes), (b"uno\ndos\ntres\n", 1))
+        self.assertEqual(proto.lastSent, 2.0)
+        self.assertEqual(proto.linesWritten, 5)  # HELLO and SYNC_STATE, then these
+        self.assertEqual([c.func.__name__ for c in self.clock.getDelayedCalls()],
+                         ["_checkLiveness"])
+
+    def test_flushedOnceLarge(self) -> None:
+        """
+        Once C{FLUSH_BYTES} are waiting they are written at once; what
+        follows waits for the end of the turn.
+        """
+        proto, transport = self.batchedLink()
+        chunk = b"x" * 1023 + b"\n"
+        count = linkModule.FLUSH_BYTES // len(chunk)
+        for _ in range(count):
+            proto.sendLine(chunk)
+        self.assertEqual((len(transport.value()), transport.writes), (count * len(chunk), 1))
+        proto.sendLine(b"last\n")
+        self.assertEqual(transport.writes, 1)
+        self.clock.advance(0)
+        self.assertEqual(transport.writes, 2)
+        self.assertTrue(transport.value().endswith(chunk + b"last\n"))
+
+    def test_gracefulCloseFlushes(self) -> None:
+        """A graceful close writes the waiting lines before closing."""
+        proto, transport = self.batchedLink()
+        proto.sendLine(b"adios\n")
+        proto.close("bye")
+        self.assertEqual(transport.value(), b"adios\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_abortDropsAndLossCancels(self) -> None:
+        """
+        An abort (dead or slow peer) drops the waiting lines; once the
+        connection is lost no flush is left scheduled and nothing is written.
+        """
+        proto, transport = self.batchedLink()
+        proto.sendLine(b"never\n")
+        proto.close("dead", abort=True)
+        self.clock.advance(0)
+        self.assertEqual((transport.value(), transport.writes), (b"", 0))
+        proto.sendLine(b"again\n")
+        lost(proto)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(0)
+        self.assertEqual((transport.value(), transport.writes), (b"", 0))
+
+    def test_waitingLinesAreNotAcknowledged(self) -> None:
+        """
+        On a TCP link (acknowledgements counted from the socket), lines
+        still gathered in the batch are not acknowledged, however empty the
+        kernel queue: the send confirms only after they were written.
+        """
+        self.patch(linkModule, "unacknowledgedBytes", lambda sock: 0)
+        proto, transport = self.batchedLink()
+        proto._socket = object()
+        proto.sendLine(b"hola\n")
+        d = proto.whenAcknowledged("ok")
+        proto._checkAcknowledged()
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual(transport.value(), b"hola\n")
+        self.clock.advance(linkModule.ACK_POLL)
+        self.assertEqual(self.successResultOf(d), "ok")
+
+
 class LinkInterfaceTests(LinkTestMixin, unittest.TestCase):
     """L{PeerProtocol} as handlers and the node see it."""
 
@@ -877,6 +1007,7 @@ class LinkInterfaceTests(LinkTestMixin, unittest.TestCase):
         """
         proto, transport = self.established()
         self.assertTrue(proto.sendLine(b"{}\n"))
+        self.clock.advance(0)
         self.assertEqual(transport.value(), b"{}\n")
         proto.loseConnection("test")
         self.assertFalse(proto.sendLine(b"{}\n"))

@@ -26,6 +26,7 @@ from clustersync.link import (
     INBOUND, OUTBOUND, LinkState, PeerClientFactory, PeerProtocol, PeerServerFactory,
 )
 
+from tests.support import ClockGroup
 from tests.test_link import RecordingListener, hello, line, lost, makeNode, parseLines, sync
 
 
@@ -69,8 +70,17 @@ class _Links:
         proto, transport = self.connect()
         proto.dataReceived(hello(peer))
         self.assertIs(proto.state, LinkState.ESTABLISHED)
+        self.clock.advance(0)
         transport.clear()
         return proto, transport
+
+    def written(self, transport) -> bytes:
+        """
+        What C{transport} got once the reactor turn ended (a link hands its
+        gathered lines to the transport then).
+        """
+        self.clock.advance(0)
+        return transport.value()
 
 
 class PolicyTests(_Links, unittest.TestCase):
@@ -104,8 +114,8 @@ class PolicyTests(_Links, unittest.TestCase):
         proto, transport = self.connect()
         proto.dataReceived(hello("srv-a") + sync("srv-a", "x") + session("srv-a", "nobody"))
         self.assertFalse(proto.receipts)
-        self.assertEqual(receiptsIn(transport.value()), [])
-        self.assertEqual([m["type"] for m in parseLines(transport.value())],
+        self.assertEqual(receiptsIn(self.written(transport)), [])
+        self.assertEqual([m["type"] for m in parseLines(self.written(transport))],
                          ["HELLO", "SYNC_STATE"])
 
     def test_tlsLinkUnderTlsPolicy(self) -> None:
@@ -121,7 +131,7 @@ class PolicyTests(_Links, unittest.TestCase):
         self.assertFalse(proto.receipts)
         proto, transport = self.connect()
         proto.dataReceived(hello("srv-a") + sync("srv-a", "x"))
-        self.assertEqual(receiptsIn(transport.value()), [])
+        self.assertEqual(receiptsIn(self.written(transport)), [])
 
     def test_allAfterHello(self) -> None:
         """
@@ -131,9 +141,9 @@ class PolicyTests(_Links, unittest.TestCase):
         self.makeNode("all")
         proto, transport = self.connect()
         proto.dataReceived(hello("srv-a"))
-        self.assertEqual([m["type"] for m in parseLines(transport.value())],
+        self.assertEqual([m["type"] for m in parseLines(self.written(transport))],
                          ["HELLO", "SYNC_STATE", "X_RECEIVED"])
-        self.assertEqual(receiptsIn(transport.value()), [1])
+        self.assertEqual(receiptsIn(self.written(transport)), [1])
 
     def test_neverBeforeHello(self) -> None:
         """
@@ -143,11 +153,11 @@ class PolicyTests(_Links, unittest.TestCase):
         self.makeNode("all")
         proto, transport = self.connect(INBOUND)
         proto.dataReceived(sync("srv-a", "x") + session("srv-a", "s"))
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.written(transport), b"")
         proto, transport = self.connect(OUTBOUND)
         transport.clear()
         proto.dataReceived(sync("srv-a", "x"))
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.written(transport), b"")
         self.assertEqual(self.node.metrics.rejectedInputs["before_handshake"], 3)
 
     def test_onePerReadCumulative(self) -> None:
@@ -159,13 +169,13 @@ class PolicyTests(_Links, unittest.TestCase):
         proto, transport = self.established()
         data = sync("srv-a", "x") + session("srv-a", "x") + session("srv-a", "x")
         proto.dataReceived(data)
-        self.assertEqual(receiptsIn(transport.value()), [4])
+        self.assertEqual(receiptsIn(self.written(transport)), [4])
         transport.clear()
         chunk = session("srv-a", "x")
         proto.dataReceived(chunk[:10])
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.written(transport), b"")
         proto.dataReceived(chunk[10:])
-        self.assertEqual(receiptsIn(transport.value()), [5])
+        self.assertEqual(receiptsIn(self.written(transport)), [5])
 
     def test_noReceiptForReceipts(self) -> None:
         """
@@ -175,7 +185,7 @@ class PolicyTests(_Links, unittest.TestCase):
         self.makeNode("all")
         proto, transport = self.established()
         proto.dataReceived(receipt("srv-a", 1))
-        self.assertEqual(transport.value(), b"")
+        self.assertEqual(self.written(transport), b"")
         self.assertEqual(proto.linesReceived, 1)
 
 
@@ -300,7 +310,7 @@ class LegacyBehaviourTests(_Links, unittest.TestCase):
         proto.dataReceived(receipt("srv-a", 1) + receipt("srv-a", 2))
         self.assertEqual(self.node.metrics.rejectedInputs["unexpected_receipt"], 2)
         self.assertEqual(proto.peerReceived, 0)
-        self.assertEqual(receiptsIn(transport.value()), [])
+        self.assertEqual(receiptsIn(self.written(transport)), [])
 
     def test_peerThatSendsNoReceipts(self) -> None:
         """
@@ -342,6 +352,7 @@ class TwoNodeTests(unittest.TestCase):
         self.inbound, self.outbound, self.pump = iosim.connectedServerAndClient(
             lambda: PeerServerFactory(self.b).buildProtocol(None),
             lambda: factory.buildProtocol(None),
+            clock=ClockGroup(self.a.clock, self.b.clock),
         )
         self.pump.flush()
 

@@ -178,9 +178,11 @@ class DeadPeerTests(LinkTestMixin, unittest.TestCase):
         """
         proto, transport = self.established("srv-a")
         self.node.clientConnected("b1", 5, "eva")
+        self.clock.advance(0)
         transport.clear()
         self.clock.advance(1.0)
         self.node.clientConnected("b2", 6, "rui")  # traffic: resets idleness
+        self.clock.advance(0)
         transport.clear()
         self.clock.advance(1.0)
         self.assertEqual(transport.value(), b"")
@@ -200,11 +202,12 @@ class DeadPeerTests(LinkTestMixin, unittest.TestCase):
         """
         proto, transport = self.established("srv-a")
         self.node.clientConnected("b1", 5, "eva")
+        self.clock.advance(0)
         for _ in range(20):
             transport.clear()
             self.clock.advance(0.5)
             self.node.clientConnected(f"x{self.clock.seconds()}", 6, "rui")
-            kinds = [m["type"] for m in parseLines(transport.value())]
+            kinds = [m["type"] for m in parseLines(self.written(transport))]
             if self.clock.seconds() == 1.0:
                 self.assertEqual(kinds, ["SYNC_STATE", "CLIENT_CONNECTED"])
             else:
@@ -400,7 +403,7 @@ class RaceTests(LinkTestMixin, unittest.TestCase):
         new, newTransport = self.establish(OUTBOUND)
         self.assertIs(self.node.linkFor("srv-b"), new)
         self.assertTrue(oldTransport.disconnecting)
-        sent = parseLines(newTransport.value())
+        sent = parseLines(self.written(newTransport))
         self.assertEqual([m["type"] for m in sent], ["HELLO", "SYNC_STATE"])
         self.assertEqual(sent[1]["payload"]["sessions"][0]["sessionId"], "mine")
         new.dataReceived(sync("srv-b", "s2", "s3"))
@@ -641,7 +644,7 @@ class StaleLinkTests(LinkTestMixin, unittest.TestCase):
         self.assertTrue(self.oldTransport.disconnected)  # aborted
         self.assertFalse(newTransport.disconnecting)
         self.assertEqual(self.node.metrics.linksClosed["dead_peer"], 1)
-        self.assertIn("SYNC_STATE", [m["type"] for m in parseLines(newTransport.value())])
+        self.assertIn("SYNC_STATE", [m["type"] for m in parseLines(self.written(newTransport))])
         new.dataReceived(sync("srv-a", "a2"))
         lost(self.old)
         self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")}, {"a2"})
