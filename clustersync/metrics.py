@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from clustersync.codec import EXTENSION_TYPES, MESSAGE_TYPES
+
 __all__ = ["Metrics"]
 
 
@@ -16,8 +18,11 @@ class Metrics:
     """
     Counters of one node.
 
-    @ivar messagesIn: wire type -> messages received (decoded) from peers.
-    @ivar messagesOut: wire type -> lines written to peers.
+    @ivar inByType: wire type -> messages received (decoded) from peers;
+        a plain C{dict} holding every wire type, for the hot path to
+        increment (a L{Counter}, a C{dict} subclass, costs about four times
+        as much per increment).
+    @ivar outByType: wire type -> lines written to peers, likewise.
     @ivar rejectedInputs: reason -> inputs refused (bad lines, limits, ...).
     @ivar linksClosed: reason -> links closed by this node.
     @ivar handlerErrors: handler name -> exceptions raised by it.
@@ -26,8 +31,8 @@ class Metrics:
     """
 
     def __init__(self) -> None:
-        self.messagesIn: Counter[str] = Counter()
-        self.messagesOut: Counter[str] = Counter()
+        self.inByType: dict[str, int] = dict.fromkeys((*MESSAGE_TYPES, *EXTENSION_TYPES), 0)
+        self.outByType: dict[str, int] = dict.fromkeys((*MESSAGE_TYPES, *EXTENSION_TYPES), 0)
         self.rejectedInputs: Counter[str] = Counter()
         self.linksClosed: Counter[str] = Counter()
         self.handlerErrors: Counter[str] = Counter()
@@ -35,6 +40,16 @@ class Metrics:
         self.syncApplied = 0
         self.syncSessions = 0
         self.syncSeconds = 0.0
+
+    @property
+    def messagesIn(self) -> Counter[str]:
+        """A copy of L{inByType} without the types never seen."""
+        return Counter({k: v for k, v in self.inByType.items() if v})
+
+    @property
+    def messagesOut(self) -> Counter[str]:
+        """A copy of L{outByType} without the types never sent."""
+        return Counter({k: v for k, v in self.outByType.items() if v})
 
     def rejected(self, reason: str) -> None:
         """Count one refused input."""

@@ -33,7 +33,6 @@ from clustersync.codec import (
     encodeConnected,
     encodeDirect,
     encodeSync,
-    messageBytes,
     rawMessage,
 )
 from clustersync.config import NodeConfig
@@ -193,9 +192,9 @@ class ClusterNode:
         cls = message.__class__
         handlers = self._dispatch.get(cls)
         if handlers is None:  # a type no handler takes: counted all the same
-            self.metrics.messagesIn[cls.__struct_config__.tag] += 1
+            self.metrics.inByType[cls.__struct_config__.tag] += 1
             return
-        self.metrics.messagesIn[handlers.tag] += 1
+        self.metrics.inByType[handlers.tag] += 1
         for handler in handlers:
             try:
                 handler.handleMessage(self, link, message)
@@ -369,7 +368,7 @@ class ClusterNode:
     def _sendSync(self, link) -> None:
         line = encodeSync(self.serverId, self.state.sessionsOf(self.serverId))
         if link.sendLine(line):
-            self.metrics.messagesOut["SYNC_STATE"] += 1
+            self.metrics.outByType["SYNC_STATE"] += 1
 
     # Applying peer state (called by the built-in handlers) ------------------
 
@@ -461,7 +460,7 @@ class ClusterNode:
         link = self._links.get(serverId)
         if link is None or not link.sendLine(line):
             return fail(PeerUnavailable([serverId], Delivery(0, ())))
-        self.metrics.messagesOut[kind] += 1
+        self.metrics.outByType[kind] += 1
         one = self._oneServer.get(serverId)
         if one is None:
             one = self._oneServer[serverId] = (Delivery(0, (serverId,)), (serverId, 0))
@@ -500,7 +499,7 @@ class ClusterNode:
             else:
                 unreachable.append(serverId)
         if sent:
-            self.metrics.messagesOut[kind] += len(sent)
+            self.metrics.outByType[kind] += len(sent)
         delivery = Delivery(local, tuple(sorted(sent)))
         if unreachable:
             return fail(PeerUnavailable(sorted(unreachable), delivery))
@@ -546,12 +545,10 @@ class ClusterNode:
             for serverId in servers:
                 if serverId != self.serverId:
                     try:
-                        data = messageBytes(message)
+                        line = encodeDirect(self._directPrefix, clienteId, message)
                     except TypeError as e:
                         return fail(e)
-                    return self._sendOne(
-                        serverId, encodeDirect(self._directPrefix, clienteId, data),
-                        "DIRECT_MESSAGE")
+                    return self._sendOne(serverId, line, "DIRECT_MESSAGE")
         try:
             raw = rawMessage(message)
         except TypeError as e:
@@ -657,7 +654,7 @@ class ClusterNode:
         for link in self._links.values():
             if link.sendLine(line):
                 n += 1
-        self.metrics.messagesOut[kind] += n
+        self.metrics.outByType[kind] += n
 
     def clientConnected(self, sessionId: str, clienteId: int, usuario: str,
                         ip: str | None = None, canales=()) -> Deferred:

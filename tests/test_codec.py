@@ -794,17 +794,18 @@ class EncodeDirectTests(unittest.SynchronousTestCase):
                 for value in values:
                     expected = encode(DirectMessage(origin, codec.DirectMessagePayload(
                         userId, rawMessage(value))))
-                    line = encodeDirect(prefix, userId, messageBytes(value))
+                    line = encodeDirect(prefix, userId, value)
                     self.assertEqual(line, expected, (origin, userId, value))
                     back = decode(line[:-1])
                     self.assertEqual((back.origin, back.payload.userId), (origin, userId))
                     self.assertEqual(bytes(back.payload.message), bytes(rawMessage(value)))
 
     def test_messageBytesRefusesWhatRawMessageRefuses(self):
-        """A value JSON cannot hold is a C{TypeError} from both."""
+        """A value JSON cannot hold is a C{TypeError} from all three."""
         for value in (object(), {1j: 2}, {"a": {1, 2}.__iter__()}):
             self.assertRaises(TypeError, messageBytes, value)
             self.assertRaises(TypeError, rawMessage, value)
+            self.assertRaises(TypeError, encodeDirect, directLinePrefix("a"), 1, value)
 
 
 class EncodeTests(unittest.SynchronousTestCase):
