@@ -44,6 +44,7 @@ from clustersync.codec import (
     Hello, ProtocolError, SyncState, XReceived, XReceivedPayload, decode, encode,
 )
 from clustersync.interfaces import IPeerLink
+from clustersync.waiters import fire
 
 __all__ = [
     "LinkState", "PeerProtocol", "PeerServerFactory", "PeerClientFactory",
@@ -453,7 +454,7 @@ class PeerProtocol(LineOnlyReceiver):
         waiters, self._ackWaiters = self._ackWaiters, collections.deque()
         if self._socket is None:
             for waiter in waiters:
-                waiter[1].callback(waiter[2])
+                fire(waiter[1], waiter[2])
             return
         self._ackWaiters.extend((self.bytesWritten, *waiter[1:]) for waiter in waiters)
         if self._ackWaiters and self._ackCall is None:
@@ -485,7 +486,7 @@ class PeerProtocol(LineOnlyReceiver):
         waiters = self._ackWaiters
         while waiters and waiters[0][0] <= count:
             waiter = waiters.popleft()
-            waiter[1].callback(waiter[2])
+            fire(waiter[1], waiter[2])
 
     def whenAcknowledged(self, result=None, onLost=None, context=None) -> Deferred:
         """
@@ -538,7 +539,7 @@ class PeerProtocol(LineOnlyReceiver):
         waiters = self._ackWaiters
         while waiters and (acknowledged is None or waiters[0][0] <= acknowledged):
             waiter = waiters.popleft()
-            waiter[1].callback(waiter[2])
+            fire(waiter[1], waiter[2])
         # A callback above may have sent again and scheduled a check.
         if waiters and self._ackCall is None and self.state is not _CLOSED:
             self._ackCall = self.node.clock.callLater(ACK_POLL, self._checkAcknowledged)

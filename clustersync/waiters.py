@@ -1,13 +1,42 @@
 """
-A one-shot outcome that any number of callers can wait for: the
-C{whenListening()} of every listening service of the node.
+A one-shot outcome that any number of callers can wait for (the
+C{whenListening()} of every listening service of the node), and
+L{fire}, the cheap way to fire a L{Deferred} nobody waits on yet (a
+confirmed send).
 """
 
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-__all__ = ["OneShot"]
+__all__ = ["OneShot", "fire", "FAST_FIRE"]
+
+#: Whether this Twisted keeps a L{Deferred}'s callbacks in a C{_callbacks}
+#: list (Twisted 25.5 and later), which L{fire} needs to take its fast path.
+FAST_FIRE = type(getattr(Deferred(), "_callbacks", None)) is list
+
+
+def fire(d: Deferred, result) -> None:
+    """
+    C{d.callback(result)}, for a L{Deferred} created by this package and
+    not a L{Failure} or L{Deferred} C{result}.
+
+    Most sends are never waited on (the caller drops the L{Deferred}), and
+    Twisted's callback loop costs about 4,600 machine instructions even
+    with no callback to run: almost a fifth of a whole confirmed send.
+    When C{d} has no callback yet and is not paused, it gets its result
+    exactly as L{twisted.internet.defer.succeed} gives one (which is what
+    the loop would leave behind); otherwise, or on a Twisted laid out
+    differently (L{FAST_FIRE}), this is C{d.callback(result)}.
+
+    @raise twisted.internet.defer.AlreadyCalledError: C{d} already fired.
+    """
+    if FAST_FIRE and not d._callbacks and not d.called and not d.paused:
+        d.called = True
+        d._canceller = None
+        d.result = result
+        return
+    d.callback(result)
 
 
 class OneShot:

@@ -1,12 +1,14 @@
 """
 L{clustersync.waiters.OneShot}: the C{whenListening()} of every listening
-service.
+service; L{clustersync.waiters.fire}: firing a confirmed send.
 """
 
+from twisted.internet.defer import AlreadyCalledError, Deferred
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from clustersync.waiters import OneShot
+from clustersync import waiters
+from clustersync.waiters import FAST_FIRE, OneShot, fire
 
 
 class OneShotTests(unittest.TestCase):
@@ -28,3 +30,72 @@ class OneShotTests(unittest.TestCase):
         shot.fail(Failure(OSError("address in use")))
         self.failureResultOf(early, OSError)
         self.failureResultOf(shot.wait(), OSError)
+
+
+class FireTests(unittest.TestCase):
+    """
+    L{fire} gives a L{Deferred} its result exactly as C{callback} would,
+    taking a shortcut only when nothing waits on it yet.
+    """
+
+    def test_fastPathAvailable(self):
+        """
+        The installed Twisted keeps callbacks where L{fire} looks for them,
+        so the fast path is taken (if Twisted changes that, this fails and
+        L{fire} quietly falls back to C{callback}).
+        """
+        self.assertTrue(FAST_FIRE)
+
+    def test_sameAsCallback(self):
+        """
+        Fired with nothing attached, a L{Deferred} then behaves as one fired
+        with C{callback}: its result, callbacks added later running at once
+        in order, an errback chain and chaining into another L{Deferred}.
+        """
+        for how in (fire, lambda d, r: d.callback(r)):
+            d = Deferred()
+            how(d, 5)
+            self.assertTrue(d.called)
+            seen = []
+            d.addCallback(lambda r: seen.append(r) or r * 2)
+            d.addCallback(lambda r: 1 / 0)
+            d.addErrback(lambda f: seen.append(f.type) or "recovered")
+            outer = Deferred()
+            outer.addCallback(lambda _: d)
+            outer.callback(None)
+            self.assertEqual(seen, [5, ZeroDivisionError])
+            self.assertEqual(self.successResultOf(outer), "recovered")
+
+    def test_waitingCallbacksRun(self):
+        """With a callback already attached, it runs with the result."""
+        d = Deferred()
+        seen = []
+        d.addCallback(seen.append)
+        fire(d, "ok")
+        self.assertEqual(seen, ["ok"])
+
+    def test_pausedStaysPaused(self):
+        """A paused L{Deferred} gets its result only once unpaused."""
+        d = Deferred()
+        d.pause()
+        fire(d, "later")
+        seen = []
+        d.addCallback(seen.append)
+        self.assertEqual(seen, [])
+        d.unpause()
+        self.assertEqual(seen, ["later"])
+
+    def test_twiceIsAnError(self):
+        """Firing twice raises L{AlreadyCalledError}, as C{callback} does."""
+        d = Deferred()
+        fire(d, 1)
+        self.assertRaises(AlreadyCalledError, fire, d, 2)
+
+    def test_fallback(self):
+        """Without the fast path, L{fire} is C{callback}."""
+        self.patch(waiters, "FAST_FIRE", False)
+        d = Deferred()
+        seen = []
+        waiters.fire(d, 3)
+        d.addCallback(seen.append)
+        self.assertEqual(seen, [3])
