@@ -111,12 +111,22 @@ per-type counters (a `Counter` increment is 4x a dict's); comparing link
 states against module-level aliases (an `Enum` member looked up on its
 class costs 200 ns); skipping the UTF-8 pass of ASCII lines. Tried and
 dropped: sharing one queue entry among the sends of one turn (more
-instructions, not fewer); a 128 KiB flush threshold (no measurable change).
+instructions, not fewer); a 128 KiB flush threshold (no measurable
+change); inlining the one-peer send into `sendToUser` (no change in
+instructions); checking TCP acknowledgements at every flush instead of
+every 5 ms (slower in an A/B of 4 rounds: 0.37 against 0.41).
+
 In the relay, the first two steps took the default configuration from
-0.17-0.22 to 0.29-0.49 of the bare relay in one session; later steps are
-inside the run-to-run noise there. Both real processes run at about twice
-their in-process cost per message (the bare ones do not), so the remaining
-gap is spread over both sides.
+0.17-0.22 to 0.29-0.49 of the bare relay in one session; the later ones
+are inside the run-to-run noise there. Two full runs of this harness an
+hour apart on the final code gave default-config medians of 0.62 (rounds
+0.33-0.73) and 0.43 (rounds 0.38-0.45), `confirm_sends = false` 0.66 and
+0.54. Sampling the real processes (py-spy) and tracing their idle time
+shows both near 100% busy; when the sender is the slower side, a quarter
+of its time goes to the confirmation a send waits on (creating its
+Deferred and queue entry: one Deferred per API send is the contract), and
+both processes run at about twice their in-process cost per message while
+the bare relay's do not.
 """
 
 
