@@ -32,9 +32,12 @@ class IPeerLink(Interface):
     def sendLine(line):
         """
         Write one encoded line (C{bytes} ending in C{\\n}) to the peer.
+        Lines are written in the order given; a link may gather the lines
+        of one reactor turn and hand them to its transport in one write
+        when the turn ends.
 
-        @return: C{True} if it was handed to the transport, C{False} if the
-            link is closing or closed.
+        @return: C{True} if the link took it, C{False} if the link is
+            closing or closed (the line will never be written).
         """
 
     def loseConnection(reason):
