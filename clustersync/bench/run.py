@@ -118,15 +118,17 @@ every 5 ms (slower in an A/B of 4 rounds: 0.37 against 0.41).
 
 In the relay, the first two steps took the default configuration from
 0.17-0.22 to 0.29-0.49 of the bare relay in one session; the later ones
-are inside the run-to-run noise there. Two full runs of this harness an
-hour apart on the final code gave default-config medians of 0.62 (rounds
-0.33-0.73) and 0.43 (rounds 0.38-0.45), `confirm_sends = false` 0.66 and
-0.54. Sampling the real processes (py-spy) and tracing their idle time
-shows both near 100% busy; when the sender is the slower side, a quarter
-of its time goes to the confirmation a send waits on (creating its
-Deferred and queue entry: one Deferred per API send is the contract), and
-both processes run at about twice their in-process cost per message while
-the bare relay's do not.
+are inside the run-to-run noise there. Three full runs of this harness
+within an hour on the final code gave default-config medians of 0.62
+(rounds 0.33-0.73), 0.43 (0.38-0.45) and 0.36 (0.34-0.43);
+`confirm_sends = false` 0.66, 0.54 and 0.47. Sampling the real processes
+(py-spy) and tracing their idle time shows both near 100% busy; when the
+sender is the slower side, a quarter of its time goes to the
+confirmation a send waits on (creating its Deferred and queue entry: one
+Deferred per API send is the contract). Per message, both real processes
+cost 1.4-1.7x their figure in section 1b, like the bare relay's, so the
+relay ratio follows section 1b's ratios: the receiver at 2.2-2.5x the bare
+receiver's work bounds it near 0.4-0.45.
 """
 
 
