@@ -472,14 +472,7 @@ def encodeDirect(prefix: bytes, userId: int, value: object) -> bytes:
     @param value: the application message, as for L{messageBytes}.
     @raise TypeError: C{value} is not JSON-serialisable.
     """
-    if value.__class__ is Raw:
-        value = messageBytes(value)
-    else:
-        try:
-            value = _encoder.encode(value)
-        except (TypeError, msgspec.EncodeError) as e:
-            raise TypeError(f"message is not JSON-serialisable: {e}") from None
-    return b'%b%d,"message":%b}}\n' % (prefix, userId, value)
+    return b'%b%d,"message":%b}}\n' % (prefix, userId, messageBytes(value))
 
 
 def encodeRaw(value: object) -> bytes:
