@@ -41,7 +41,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
 from clustersync.codec import (
-    Hello, ProtocolError, SyncState, XReceived, XReceivedPayload, decode, encode,
+    Hello, ProtocolError, SyncState, XReceived, XReceivedPayload, decode, decodeLines, encode,
 )
 from clustersync.interfaces import IPeerLink
 from clustersync.waiters import fire
@@ -220,6 +220,8 @@ class PeerProtocol(LineOnlyReceiver):
         self.tls = False
         self.maxLineLength = node.config.maxSyncLength
         self.maxMessageLength = node.config.maxMessageLength
+        # A read no longer than this holds no line too long for either bound.
+        self._batchLimit = min(self.maxLineLength, self.maxMessageLength)
         self._rate = node.config.peerRate
         self._burst = node.config.peerBurst
         self._tokens = float(self._burst)
@@ -508,11 +510,13 @@ class PeerProtocol(LineOnlyReceiver):
             if self.peerReceived >= target:
                 return succeed(result)
             d = Deferred()
+            d.called = False  # see waiters.fire: makes firing it later cheap
             self._ackWaiters.append((target, d, result, onLost, context))
             return d
         if self._socket is None:
             return succeed(result)
         d = Deferred()
+        d.called = False  # see waiters.fire: makes firing it later cheap
         self._ackWaiters.append((self.bytesWritten, d, result, onLost, context))
         if self._ackCall is None:
             self._ackCall = self.node.clock.callLater(0, self._checkAcknowledged)
@@ -599,13 +603,13 @@ class PeerProtocol(LineOnlyReceiver):
             return
         # X_RECEIVED lines are taken back out of the count in lineReceived.
         self.linesReceived += len(lines)
-        for line in lines:
-            if self._closeReason is not None:
-                return
-            if len(line) > self.maxLineLength:
-                self._lineTooLong(len(line))
-                return
-            self.lineReceived(line)
+        messages = None
+        if self.state is _ESTABLISHED and len(data) <= self._batchLimit:
+            messages = decodeLines(lines)
+        if messages is None:
+            self._receiveLines(lines)
+        else:
+            self._receiveMessages(messages, lines)
         # One receipt per read, once HELLO is done, if something new was read.
         if (
             self.receipts
@@ -614,6 +618,48 @@ class PeerProtocol(LineOnlyReceiver):
             and self._closeReason is None
         ):
             self._sendReceipt()
+
+    def _receiveLines(self, lines: list[bytes]) -> None:
+        """Handle C{lines} one by one (L{lineReceived})."""
+        for line in lines:
+            if self._closeReason is not None:
+                return
+            if len(line) > self.maxLineLength:
+                self._lineTooLong(len(line))
+                return
+            self.lineReceived(line)
+
+    def _receiveMessages(self, messages: list, lines: list[bytes]) -> None:
+        """
+        Handle C{messages}, decoded from C{lines} all at once by
+        L{decodeLines} on an established link: what L{lineReceived} does
+        for each line after decoding it, without its per-line checks that
+        the read as a whole already passed (length, blank, C{\\r}, state).
+        Should the link stop being established half-way, the lines left
+        go through L{lineReceived}.
+        """
+        dispatch = self.node.dispatch
+        serverId = self.serverId
+        i = 0
+        for message in messages:
+            if self.state is not _ESTABLISHED or self._closeReason is not None:
+                self._receiveLines(lines[i:])
+                return
+            i += 1
+            cls = message.__class__
+            if message.origin != serverId:
+                self.node.reject(
+                    self,
+                    "origin_mismatch",
+                    f"origin {message.origin!r} on the link of {serverId!r}",
+                )
+            elif cls is XReceived:
+                self.linesReceived -= 1
+                self._receiptReceived(message)
+            else:
+                if cls is SyncState:
+                    self.syncsReceived += 1
+                dispatch(self, message)
 
     def _admit(self, count: int) -> bool:
         """

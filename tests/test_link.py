@@ -23,7 +23,7 @@ from zope.interface.verify import verifyObject
 from clustersync.config import NodeConfig
 from clustersync import link as linkModule
 from clustersync.handlers import BUILTIN_HANDLERS
-from clustersync.interfaces import IClusterListener, IPeerLink
+from clustersync.interfaces import IClusterListener, IMessageHandler, IPeerLink
 from clustersync.link import (
     INBOUND,
     OUTBOUND,
@@ -505,6 +505,99 @@ class FramingTests(LinkTestMixin, unittest.TestCase):
         self.assertEqual(list(self.node.state.allSessions()), [])
         self.assertEqual(self.listener.events[1:], [])
         self.assertFalse(transport.disconnecting)
+
+
+@implementer(IMessageHandler)
+class _Closer:
+    """A handler that closes the link when a session with id C{stop} arrives."""
+
+    name = "test.closer"
+    messageTypes = ("CLIENT_CONNECTED",)
+
+    def handleMessage(self, node, link, message) -> None:
+        """Close C{link} on the session C{stop}."""
+        if message.payload.sessionId == "stop":
+            link.loseConnection("test handler closed it")
+
+
+class ReadAtOnceTests(LinkTestMixin, unittest.TestCase):
+    """
+    The lines of one read on an established link are decoded together
+    (L{clustersync.codec.decodeLines}); the outcome must be what handling
+    them line by line gives.
+    """
+
+    def test_manyLinesOneRead(self) -> None:
+        """Every line of a large read is applied and counted, in order."""
+        proto, transport = self.established()
+        proto.dataReceived(b"".join(connected("srv-a", f"s{i}", clienteId=i) for i in range(500)))
+        self.assertEqual(len(self.node.state.sessionsOf("srv-a")), 500)
+        self.assertEqual(self.node.metrics.messagesIn["CLIENT_CONNECTED"], 500)
+        self.assertEqual(proto.linesReceived, 501)  # HELLO included
+        added = [e[2] for e in self.listener.events if e[0] == "sessionAdded"]
+        self.assertEqual(added, [f"s{i}" for i in range(500)])
+
+    def test_wrongOriginInRead(self) -> None:
+        """
+        A line with another origin, amid good ones in one read, is counted
+        and dropped; the lines around it apply.
+        """
+        proto, transport = self.established()
+        proto.dataReceived(connected("srv-a", "s1") + connected("srv-x", "s2", clienteId=8)
+                           + connected("srv-a", "s3", clienteId=9))
+        self.assertEqual(self.node.metrics.rejectedInputs, {"origin_mismatch": 1})
+        self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")}, {"s1", "s3"})
+        self.assertIsNone(self.node.state.session("srv-x", "s2"))
+
+    def test_closedHalfWay(self) -> None:
+        """
+        When a handler closes the link half-way through a read, the lines
+        after that one are not applied.
+        """
+        self.node.registerHandler(_Closer())
+        proto, transport = self.established()
+        proto.dataReceived(connected("srv-a", "s1") + connected("srv-a", "stop", clienteId=8)
+                           + connected("srv-a", "s3", clienteId=9))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-a")},
+                         {"s1", "stop"})
+
+    def test_sameAsLineByLine(self) -> None:
+        """
+        The same read gives the same state, counters and events whether
+        its lines are decoded together or one by one.
+        """
+        data = (sync("srv-a", "s1", "s2") + connected("srv-a", "s3", canales=[4])
+                + line("CHANNEL_MEMBERSHIP", "srv-a", {"sessionId": "s1", "clienteId": 7,
+                                                       "canalId": 4, "action": "JOIN"})
+                + connected("srv-z", "s9") + hello("srv-a")
+                + line("CLIENT_DISCONNECTED", "srv-a", {"sessionId": "s2", "clienteId": 7}))
+
+        realDecodeLines = linkModule.decodeLines
+
+        def outcome(batched: bool):
+            self.node = makeNode("srv-b", self.clock)
+            self.listener = RecordingListener()
+            self.node.addListener(self.listener)
+            proto, transport = self.established()
+            decoded = []
+
+            def decodeLines(lines):
+                messages = realDecodeLines(lines) if batched else None
+                decoded.append(messages is not None)
+                return messages
+
+            self.patch(linkModule, "decodeLines", decodeLines)
+            proto.dataReceived(data)
+            self.assertEqual(decoded, [batched])
+            return (sorted((s.sessionId, sorted(s.canales))
+                           for s in self.node.state.sessionsOf("srv-a")),
+                    dict(self.node.metrics.messagesIn), dict(self.node.metrics.rejectedInputs),
+                    self.listener.events, proto.linesReceived, proto.syncsReceived)
+
+        together = outcome(True)
+        self.assertEqual(together[2], {"origin_mismatch": 1, "duplicate_hello": 1})
+        self.assertEqual(together, outcome(False))
 
 
 class TwoNodeTests(unittest.TestCase):
