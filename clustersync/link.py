@@ -372,23 +372,72 @@ class PeerProtocol(LineOnlyReceiver):
         transport = self.transport
         if transport is None or transport.disconnecting:
             return False
-        outbound = self._outbound
         size = len(line)
-        if outbound.paused:
-            bound = self.node.config.maxOutboundBuffer
-            if outbound.queued and outbound.queued + size > bound:
-                self.close(
-                    f"slow peer: {outbound.queued} bytes queued and not read, "
-                    f"bound {bound}",
-                    "slow_peer",
-                    abort=True,
-                )
-                return False
-            outbound.queued += size
+        if self._outbound.paused and self._cutIfTooSlow(size):
+            return False
         self._batchTraffic = True
         self.linesWritten += 1
         self._enqueue(line, size)
         return True
+
+    def sendConfirmed(self, line: bytes, result=None, onLost=None, context=None) -> Deferred | None:
+        """
+        L{sendLine}C{(line)}, then L{whenAcknowledged}C{(result, onLost,
+        context)}, in one step: the confirmed send of the hot path
+        (L{clustersync.node.ClusterNode.sendToUser} to a user on one peer).
+        It does exactly what those two calls do, written out rather than
+        called: two fewer Python calls are a tenth of the send.
+
+        @return: the L{Deferred} L{whenAcknowledged} would give, or C{None}
+            when L{sendLine} would have returned C{False} (nothing written).
+        """
+        if self._closeReason is not None or self.state is _CLOSED:
+            return None
+        transport = self.transport
+        if transport is None or transport.disconnecting:
+            return None
+        size = len(line)
+        if self._outbound.paused and self._cutIfTooSlow(size):
+            return None
+        self._batchTraffic = True
+        self.linesWritten += 1
+        self._batch.append(line)
+        self._batchBytes += size
+        self.bytesWritten += size
+        d = Deferred()
+        d.called = False  # see waiters.fire: makes firing it later cheap
+        if self.receipts:
+            self._ackWaiters.append((self.linesWritten, d, result, onLost, context))
+        elif self._socket is None:
+            fire(d, result)
+        else:
+            self._ackWaiters.append((self.bytesWritten, d, result, onLost, context))
+            if self._ackCall is None:
+                self._ackCall = self.node.clock.callLater(0, self._checkAcknowledged)
+        if self._batchBytes >= FLUSH_BYTES:
+            self.flush()
+        elif self._flushCall is None:
+            self._flushCall = self.node.clock.callLater(0, self._flushLater)
+        return d
+
+    def _cutIfTooSlow(self, size: int) -> bool:
+        """
+        The transport says it is full: count C{size} more bytes queued, or,
+        past C{max_outbound_buffer}, cut the link (the peer is too slow).
+
+        @return: whether the link was cut.
+        """
+        outbound = self._outbound
+        bound = self.node.config.maxOutboundBuffer
+        if outbound.queued and outbound.queued + size > bound:
+            self.close(
+                f"slow peer: {outbound.queued} bytes queued and not read, bound {bound}",
+                "slow_peer",
+                abort=True,
+            )
+            return True
+        outbound.queued += size
+        return False
 
     def _enqueue(self, line: bytes, size: int) -> None:
         """Add C{line} to the lines of this turn; flush if enough wait."""

@@ -182,6 +182,10 @@ class ClusterNode:
                 handlers = self._dispatch[cls] = _Handlers()
                 handlers.tag = typeName
             handlers.append(handler)
+            # The one handler of a type may offer a quicker callable doing
+            # the same (see _Handlers.fast); a second handler turns it off.
+            bindFast = getattr(handler, "bindFast", None)
+            handlers.fast = bindFast(self) if len(handlers) == 1 and bindFast is not None else None
         self.handlers.append(handler)
 
     def dispatch(self, link, message) -> None:
@@ -195,17 +199,28 @@ class ClusterNode:
             self.metrics.inByType[cls.__struct_config__.tag] += 1
             return
         self.metrics.inByType[handlers.tag] += 1
+        fast = handlers.fast
+        if fast is not None:
+            try:
+                fast(link, message)
+            except Exception:
+                self._handlerFailed(handlers[0], handlers.tag, link)
+            return
         for handler in handlers:
             try:
                 handler.handleMessage(self, link, message)
             except Exception:
-                self.metrics.handlerErrors[handler.name] += 1
-                self._log.failure(
-                    "handler {handler} failed on {type} from {peer}",
-                    handler=handler.name,
-                    type=cls.__struct_config__.tag,
-                    peer=link.serverId,
-                )
+                self._handlerFailed(handler, handlers.tag, link)
+
+    def _handlerFailed(self, handler, typeName: str, link) -> None:
+        """Count and log the exception C{handler} just raised."""
+        self.metrics.handlerErrors[handler.name] += 1
+        self._log.failure(
+            "handler {handler} failed on {type} from {peer}",
+            handler=handler.name,
+            type=typeName,
+            peer=link.serverId,
+        )
 
     def reject(self, link, reason: str, detail: str) -> None:
         """
@@ -433,22 +448,48 @@ class ClusterNode:
 
         @return: how many sessions it was handed to.
         """
-        if not sessions:
-            self.metrics.undeliverable[kind] += 1
-            return 0
-        if self._delivery is None:
-            self.metrics.undeliverable[kind] += 1
-            self._log.warn("no local delivery configured: {kind} for {n} sessions dropped",
-                           kind=kind, n=len(sessions))
-            return 0
+        delivery = self._delivery
+        if not sessions or delivery is None:
+            return self._undeliverable(sessions, kind)
         try:
-            return self._delivery.deliver(sessions, bytes(message), kind, origin)
+            return delivery.deliver(sessions, bytes(message), kind, origin)
         except Exception:
             # Never let the gateway stop a send half-way (peers not yet written).
-            self.metrics.undeliverable[kind] += 1
-            self._log.failure("local delivery of {kind} to {n} sessions failed",
-                              kind=kind, n=len(sessions))
-            return 0
+            return self._deliveryFailed(sessions, kind)
+
+    def deliverDirect(self, link, message: DirectMessage) -> int:
+        """
+        What the built-in DIRECT_MESSAGE handler does: deliver the
+        message to every local session of its C{userId}, as
+        L{deliverLocal} would (the receive hot path, with its steps
+        written out).
+
+        @return: how many sessions it was handed to.
+        """
+        p = message.payload
+        sessions = self.state.userSessionsOn(self.serverId, p.userId)
+        delivery = self._delivery
+        if not sessions or delivery is None:
+            return self._undeliverable(sessions, "DIRECT_MESSAGE")
+        try:
+            return delivery.deliver(sessions, bytes(p.message), "DIRECT_MESSAGE", link.serverId)
+        except Exception:
+            return self._deliveryFailed(sessions, "DIRECT_MESSAGE")
+
+    def _undeliverable(self, sessions, kind: str) -> int:
+        """No session, or no L{ILocalDelivery}: count (and log the latter)."""
+        self.metrics.undeliverable[kind] += 1
+        if sessions:
+            self._log.warn("no local delivery configured: {kind} for {n} sessions dropped",
+                           kind=kind, n=len(sessions))
+        return 0
+
+    def _deliveryFailed(self, sessions, kind: str) -> int:
+        """The L{ILocalDelivery} raised: count and log it."""
+        self.metrics.undeliverable[kind] += 1
+        self._log.failure("local delivery of {kind} to {n} sessions failed",
+                          kind=kind, n=len(sessions))
+        return 0
 
     # ICluster: sends -------------------------------------------------------
 
@@ -458,16 +499,25 @@ class ClusterNode:
         of L{_forward}, kept to a few objects per send).
         """
         link = self._links.get(serverId)
-        if link is None or not link.sendLine(line):
+        if link is None:
             return fail(PeerUnavailable([serverId], Delivery(0, ())))
-        self.metrics.outByType[kind] += 1
         one = self._oneServer.get(serverId)
         if one is None:
             one = self._oneServer[serverId] = (Delivery(0, (serverId,)), (serverId, 0))
-        if self.config.confirmSends:
-            whenAcknowledged = getattr(link, "whenAcknowledged", None)
-            if whenAcknowledged is not None:
-                return whenAcknowledged(one[0], _unconfirmedOne, one[1])
+        confirm = self.config.confirmSends
+        sendConfirmed = getattr(link, "sendConfirmed", None) if confirm else None
+        if sendConfirmed is not None:
+            d = sendConfirmed(line, one[0], _unconfirmedOne, one[1])
+            if d is None:
+                return fail(PeerUnavailable([serverId], Delivery(0, ())))
+            self.metrics.outByType[kind] += 1
+            return d
+        if not link.sendLine(line):
+            return fail(PeerUnavailable([serverId], Delivery(0, ())))
+        self.metrics.outByType[kind] += 1
+        whenAcknowledged = getattr(link, "whenAcknowledged", None) if confirm else None
+        if whenAcknowledged is not None:
+            return whenAcknowledged(one[0], _unconfirmedOne, one[1])
         return succeed(one[0])
 
     def _forward(self, servers, localSessions, makeMessage, kind: str) -> Deferred:
@@ -736,9 +786,21 @@ def _unconfirmedOne(context) -> PeerUnavailable:
 
 
 class _Handlers(list):
-    """The handlers of one message type, and its wire name (C{tag})."""
+    """
+    The handlers of one message type, and its wire name (C{tag}).
 
-    __slots__ = ("tag",)
+    @ivar fast: when the type has one handler and it has a C{bindFast(node)}
+        method (built-in handlers on the hot path), the C{(link, message)}
+        callable that method returned, which does what C{handleMessage}
+        does; otherwise C{None}.
+    """
+
+    __slots__ = ("tag", "fast")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tag = ""
+        self.fast = None
 
 
 class _Maker:

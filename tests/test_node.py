@@ -628,6 +628,77 @@ class ForwardedTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(self.node.metrics.undeliverable["SESSION_MESSAGE"], 1)
 
 
+class DirectDispatchTests(NodeTestMixin, unittest.TestCase):
+    """
+    While the built-in handler is the only DIRECT_MESSAGE handler, the
+    dispatch calls the quick callable it offers (C{bindFast}); it must do
+    what the handler does, and a second handler must turn it off.
+    """
+
+    def setUp(self) -> None:
+        """Local session la1 of user 42."""
+        NodeTestMixin.setUp(self)
+        self.node.clientConnected("la1", 42, "ana")
+
+    def direct(self, userId: int) -> None:
+        """Dispatch a DIRECT_MESSAGE for C{userId} from srv-b."""
+        self.node.dispatch(self.b, decode(
+            b'{"type":"DIRECT_MESSAGE","origin":"srv-b","payload":{"userId":%d,'
+            b'"message":{"a":1}}}' % userId))
+
+    def test_quickWhileAlone(self) -> None:
+        """
+        With the built-ins only, the dispatch entry is the node's
+        C{deliverDirect}; it delivers, counts, and counts a user with no
+        local session as undeliverable.
+        """
+        from clustersync.codec import DirectMessage
+
+        self.assertEqual(self.node._dispatch[DirectMessage].fast, self.node.deliverDirect)
+        self.direct(42)
+        self.direct(99)
+        self.assertEqual(self.delivery.calls, [(["la1"], b'{"a":1}', "DIRECT_MESSAGE", "srv-b")])
+        self.assertEqual(self.node.metrics.messagesIn["DIRECT_MESSAGE"], 2)
+        self.assertEqual(self.node.metrics.undeliverable["DIRECT_MESSAGE"], 1)
+
+    def test_secondHandlerTurnsItOff(self) -> None:
+        """
+        Once a plugin also takes DIRECT_MESSAGE, both run for each message,
+        the built-in first.
+        """
+        from clustersync.codec import DirectMessage
+
+        plugin = ScriptedHandler("test.dm", ("DIRECT_MESSAGE",))
+        self.node.registerHandler(plugin)
+        self.assertIsNone(self.node._dispatch[DirectMessage].fast)
+        self.direct(42)
+        self.assertEqual(len(self.delivery.calls), 1)
+        self.assertEqual([m.payload.userId for m in plugin.seen], [42])
+
+    def test_deliveryProblems(self) -> None:
+        """
+        No local delivery configured, or one that raises: counted as
+        undeliverable and logged, as for every other kind.
+        """
+        self.node.setLocalDelivery(None)
+        self.direct(42)
+        self.assertEqual(self.node.metrics.undeliverable["DIRECT_MESSAGE"], 1)
+
+        @implementer(ILocalDelivery)
+        class Broken:
+            """A delivery that always raises."""
+
+            def deliver(self, sessions, message, kind, origin):
+                """Raise, like a buggy gateway."""
+                raise ZeroDivisionError("gateway bug")
+
+        self.node.setLocalDelivery(Broken())
+        self.direct(42)
+        self.assertEqual(self.node.metrics.undeliverable["DIRECT_MESSAGE"], 2)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(self.node.metrics.handlerErrors, {})
+
+
 class QueryTests(NodeTestMixin, unittest.TestCase):
     """lookupUser, channelMembers, peers, sessions."""
 
