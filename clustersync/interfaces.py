@@ -70,6 +70,11 @@ class IMessageHandler(Interface):
         @param message: the typed message (a class of L{clustersync.codec}).
         @return: ignored.  An exception is logged and counted, the link and
             the node stay up.
+
+        A provider may also have an optional C{bindFast(node)} method (not
+        part of this interface): while it is the only handler of its type,
+        the node calls the C{(link, message)} callable it returns instead
+        of C{handleMessage}, and that callable must do exactly the same.
         """
 
 

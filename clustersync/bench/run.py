@@ -129,6 +129,42 @@ Deferred per API send is the contract). Per message, both real processes
 cost 1.4-1.7x their figure in section 1b, like the bare relay's, so the
 relay ratio follows section 1b's ratios: the receiver at 2.2-2.5x the bare
 receiver's work bounds it near 0.4-0.45.
+
+### Third pass (recorded 2026-11-29)
+
+Same method (callgrind at `PYTHONHASHSEED=0`, then the relay in A/B).
+
+| instructions per message | start of pass | end of pass | bare |
+|---|---:|---:|---:|
+| node A: `sendToUser` + confirmation, one peer | 22,185 | 19,560 | 6,046 |
+| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 21,754 | 11,076 |
+
+Changes: the complete lines of a read decode in one msgspec
+`decode_lines` call when they are all plain (`codec.decodeLines`; exact,
+with a per-line fallback; 24,625 -> 22,581); acknowledgement Deferreds get
+`called` set when made (setting it on a Deferred made long before cost
+1,300 instructions more; 22,185 -> 20,854); the one-peer send calls the
+link's `sendConfirmed` (sendLine + whenAcknowledged without two calls;
+-> 19,560); the dispatch entry of a type with one handler calls the
+handler's quicker entry, `ClusterNode.deliverDirect` for DIRECT_MESSAGE
+(-> 21,754). In the relay, the first two gave 0.39 -> 0.43 (medians of 6
+rounds, the new code ahead in 6 of 6). The last two, measured as the
+clustersync rate alone in 10 alternating pairs, were inside the noise
+(pair ratios 0.84-1.23, median 0.99). A fully inlined version of them (not
+kept: it copied the handler's and sendLine's logic) had looked better in 6
+rounds (0.38 -> 0.44), but the receiver or the sender alone never did: the
+two processes are about equally loaded, so both must get cheaper together.
+
+Tried and dropped: a per-user session map in the state (90 instructions
+saved); sharing queue entries among a turn's sends again (no gain in 5
+relay rounds, and a receipt could no longer fire the first of two sends
+on its own); pinning the two relay processes to separate cores (the bare
+relay still moved by 15%); `PYTHONMALLOC=malloc` (slower); a longer
+`decodeLines` boundary pattern (200 instructions, not worth tying the fast
+path to one field order). Garbage collection and page faults are not where
+the time goes (42 young collections per 150,000 sends). py-spy on the
+receiving process: the benchmark sink takes a third of its time, decoding a
+sixth, and the delivery path from dispatch to the sink another third.
 """
 
 
