@@ -127,7 +127,9 @@ class ILocalDelivery(Interface):
         """
         Deliver C{message} to local C{sessions}.
 
-        @param sessions: a list of local L{clustersync.codec.SessionInfo}.
+        @param sessions: the local L{clustersync.codec.SessionInfo}s, a
+            sequence (a list, or for a direct message the tuple the state
+            keeps for that user) to read, not to keep or mutate.
         @param message: the JSON value to deliver, as encoded C{bytes}
             (exactly the bytes that arrived from the peer, if it came from
             one).

@@ -49,12 +49,26 @@ class _ServerView:
     The sessions of one server and its per-server indexes.
     """
 
-    __slots__ = ("sessions", "byUser", "byChannel")
+    __slots__ = ("sessions", "byUser", "byChannel", "userSessions")
 
     def __init__(self) -> None:
         self.sessions: dict[str, SessionInfo] = {}
         self.byUser: dict[int, set[str]] = {}
         self.byChannel: dict[int, set[str]] = {}
+        #: clienteId -> the user's sessions as a tuple, rebuilt when they
+        #: change: what delivery reads for every direct message.
+        self.userSessions: dict[int, tuple[SessionInfo, ...]] = {}
+
+    def indexUser(self, clienteId: int) -> None:
+        """Rebuild L{userSessions} of C{clienteId} from L{byUser}."""
+        ids = self.byUser.get(clienteId)
+        if not ids:
+            self.userSessions.pop(clienteId, None)
+        elif len(ids) == 1:
+            for i in ids:
+                self.userSessions[clienteId] = (self.sessions[i],)
+        else:
+            self.userSessions[clienteId] = tuple(map(self.sessions.__getitem__, ids))
 
 
 def _link(index: dict, key, member) -> bool:
@@ -149,19 +163,16 @@ class ClusterState:
         """Servers that host a session with id C{sessionId} (do not mutate)."""
         return self._sessionServers.get(sessionId, _EMPTY)
 
-    def userSessionsOn(self, serverId: str, clienteId: int) -> list[SessionInfo]:
-        """Sessions of C{clienteId} on C{serverId}."""
+    def userSessionsOn(self, serverId: str, clienteId: int) -> tuple[SessionInfo, ...]:
+        """
+        Sessions of C{clienteId} on C{serverId}: a tuple the state keeps
+        (and replaces when they change), so that a direct message's
+        delivery builds nothing.
+        """
         view = self._servers.get(serverId)
         if view is None:
-            return []
-        ids = view.byUser.get(clienteId)
-        if not ids:
-            return []
-        sessions = view.sessions
-        if len(ids) == 1:  # the common case, without a comprehension
-            for i in ids:
-                return [sessions[i]]
-        return [sessions[i] for i in ids]
+            return ()
+        return view.userSessions.get(clienteId, ())
 
     def channelSessionsOn(self, serverId: str, canalId: int) -> list[SessionInfo]:
         """Sessions in C{canalId} on C{serverId}."""
@@ -204,21 +215,29 @@ class ClusterState:
                 f"{self.maxChannelsPerSession}"
             )
 
-    def _insert(self, serverId: str, view: _ServerView, session: SessionInfo) -> None:
+    def _insert(
+        self, serverId: str, view: _ServerView, session: SessionInfo, reindex: bool = True
+    ) -> None:
         sid = session.sessionId
         view.sessions[sid] = session
         if _link(view.byUser, session.clienteId, sid):
             _link(self._userServers, session.clienteId, serverId)
+        if reindex:
+            view.indexUser(session.clienteId)
         for canal in session.canales:
             if _link(view.byChannel, canal, sid):
                 _link(self._channelServers, canal, serverId)
         _link(self._sessionServers, sid, serverId)
 
-    def _delete(self, serverId: str, view: _ServerView, session: SessionInfo) -> None:
+    def _delete(
+        self, serverId: str, view: _ServerView, session: SessionInfo, reindex: bool = True
+    ) -> None:
         sid = session.sessionId
         del view.sessions[sid]
         if _unlink(view.byUser, session.clienteId, sid):
             _unlink(self._userServers, session.clienteId, serverId)
+        if reindex:
+            view.indexUser(session.clienteId)
         for canal in session.canales:
             if _unlink(view.byChannel, canal, sid):
                 _unlink(self._channelServers, canal, serverId)
@@ -334,16 +353,23 @@ class ClusterState:
         if view is None:
             view = self._servers[serverId] = _ServerView()
         changes: list[Change] = []
+        # Each touched user's tuple is rebuilt once, at the end (not once
+        # per session: a user with many sessions would cost their square).
+        touched = set()
         for sid, old in list(view.sessions.items()):
             new = incoming.get(sid)
             if new is not None and new == old:
                 del incoming[sid]
                 continue
-            self._delete(serverId, view, old)
+            self._delete(serverId, view, old, reindex=False)
+            touched.add(old.clienteId)
             changes.append(Change(REMOVED, old))
         for s in incoming.values():
-            self._insert(serverId, view, s)
+            self._insert(serverId, view, s, reindex=False)
+            touched.add(s.clienteId)
             changes.append(Change(ADDED, s))
+        for clienteId in touched:
+            view.indexUser(clienteId)
         return changes
 
     def dropServer(self, serverId: str) -> list[Change]:

@@ -138,6 +138,14 @@ def assertConsistent(test: unittest.SynchronousTestCase, state: ClusterState,
         test.assertEqual(
             view.byChannel,
             {c: sids for (srv, c), sids in expected["channelOn"].items() if srv == server})
+        # The per-user tuples: exactly the users with sessions, the very
+        # session objects of the view.
+        test.assertEqual(set(view.userSessions), set(view.byUser))
+        for u, sessions in view.userSessions.items():
+            test.assertIsInstance(sessions, tuple)
+            test.assertEqual({s.sessionId for s in sessions}, view.byUser[u])
+            for session in sessions:
+                test.assertIs(session, view.sessions[session.sessionId])
 
 
 def replay(replica: dict, changes: list[Change]) -> None:

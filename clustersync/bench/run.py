@@ -137,7 +137,7 @@ Same method (callgrind at `PYTHONHASHSEED=0`, then the relay in A/B).
 | instructions per message | start of pass | end of pass | bare |
 |---|---:|---:|---:|
 | node A: `sendToUser` + confirmation, one peer | 22,185 | 19,560 | 6,046 |
-| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 21,754 | 11,076 |
+| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 20,257 | 11,076 |
 
 Changes: the complete lines of a read decode in one msgspec
 `decode_lines` call when they are all plain (`codec.decodeLines`; exact,
@@ -147,7 +147,10 @@ with a per-line fallback; 24,625 -> 22,581); acknowledgement Deferreds get
 link's `sendConfirmed` (sendLine + whenAcknowledged without two calls;
 -> 19,560); the dispatch entry of a type with one handler calls the
 handler's quicker entry, `ClusterNode.deliverDirect` for DIRECT_MESSAGE
-(-> 21,754). In the relay, the first two gave 0.39 -> 0.43 (medians of 6
+(-> 21,754); the state keeps each user's sessions as a tuple it rebuilds
+when they change, which `userSessionsOn` returns as is (-> 20,257; it
+makes applying a SYNC_STATE of 100,000 new users about a quarter slower,
+0.39 -> 0.50 s in one process, and an unchanged re-sync no slower). In the relay, the first two gave 0.39 -> 0.43 (medians of 6
 rounds, the new code ahead in 6 of 6). The last two, measured as the
 clustersync rate alone in 10 alternating pairs, were inside the noise
 (pair ratios 0.84-1.23, median 0.99). A fully inlined version of them (not
