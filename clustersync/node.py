@@ -156,8 +156,10 @@ class ClusterNode:
         #: message class -> its handlers, in registration order.
         self._dispatch: dict[type, _Handlers] = {}
         self._directPrefix = directLinePrefix(self.serverId)
-        #: serverId -> (Delivery(0, (serverId,)), (serverId, 0)): what a
-        #: one-peer send fires with, and the context of its error.
+        #: serverId -> (Delivery(0, (serverId,)), (serverId, 0), link,
+        #: link.sendConfirmed or None): what a one-peer send fires with, the
+        #: context of its error, and the link it was made for (dropped with
+        #: that link).
         self._oneServer: dict[str, tuple] = {}
         for h in handlers:
             self.registerHandler(h)
@@ -336,6 +338,7 @@ class ClusterNode:
         if peer is None or self._links.get(peer) is not link:
             return
         del self._links[peer]
+        self._oneServer.pop(peer, None)  # it holds the link
         changes = self.state.dropServer(peer)
         self._log.info(
             "link to {peer} lost ({reason}); dropped {count} sessions",
@@ -502,10 +505,13 @@ class ClusterNode:
         if link is None:
             return fail(PeerUnavailable([serverId], Delivery(0, ())))
         one = self._oneServer.get(serverId)
-        if one is None:
-            one = self._oneServer[serverId] = (Delivery(0, (serverId,)), (serverId, 0))
+        if one is None or one[2] is not link:
+            # Per peer, for its current link: what the send fires with, the
+            # context of its error, and the link's confirmed send (if any).
+            one = self._oneServer[serverId] = (
+                Delivery(0, (serverId,)), (serverId, 0), link, getattr(link, "sendConfirmed", None))
         confirm = self.config.confirmSends
-        sendConfirmed = getattr(link, "sendConfirmed", None) if confirm else None
+        sendConfirmed = one[3] if confirm else None
         if sendConfirmed is not None:
             d = sendConfirmed(line, one[0], _unconfirmedOne, one[1])
             if d is None:

@@ -628,6 +628,50 @@ class ForwardedTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(self.node.metrics.undeliverable["SESSION_MESSAGE"], 1)
 
 
+class _ConfirmingLink(FakeLink):
+    """A L{FakeLink} with the confirmed send of a real link, firing at once."""
+
+    def sendConfirmed(self, line: bytes, result=None, onLost=None, context=None):
+        """Record C{line}; a Deferred that has fired with C{result}."""
+        if not self.sendLine(line):
+            return None
+        from twisted.internet.defer import succeed
+
+        return succeed(result)
+
+
+class OnePeerSendTests(NodeTestMixin, unittest.TestCase):
+    """
+    A send to a user on one peer goes through the link's C{sendConfirmed},
+    looked up once per link: a replaced link is never written to again.
+    """
+
+    def test_newLinkAfterLoss(self) -> None:
+        """
+        After the peer's link is lost and a new one established, sends go
+        to the new link only, and fire with the peer as destination.
+        """
+        first = _ConfirmingLink("srv-d")
+        self.node.linkOpened(first)
+        self.node.linkEstablished(first)
+        self.remote(first, "ld1", 55)
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "uno")).servers,
+                         ("srv-d",))
+        self.node.linkLost(first, "gone", True)
+        self.assertNotIn("srv-d", self.node._oneServer)  # the lost link is not kept
+        self.failureResultOf(self.node.sendToUser(55, "perdido"), UnknownUser)
+        second = _ConfirmingLink("srv-d")
+        self.node.linkOpened(second)
+        self.node.linkEstablished(second)
+        self.remote(second, "ld1", 55)
+        first.lines.clear()
+        second.lines.clear()
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "dos")).servers,
+                         ("srv-d",))
+        self.assertEqual(first.lines, [])
+        self.assertEqual([json.loads(x)["payload"]["message"] for x in second.lines], ["dos"])
+
+
 class DirectDispatchTests(NodeTestMixin, unittest.TestCase):
     """
     While the built-in handler is the only DIRECT_MESSAGE handler, the

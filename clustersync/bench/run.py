@@ -136,7 +136,7 @@ Same method (callgrind at `PYTHONHASHSEED=0`, then the relay in A/B).
 
 | instructions per message | start of pass | end of pass | bare |
 |---|---:|---:|---:|
-| node A: `sendToUser` + confirmation, one peer | 22,185 | 19,560 | 6,046 |
+| node A: `sendToUser` + confirmation, one peer | 22,185 | 19,023 | 6,046 |
 | node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 20,257 | 11,076 |
 
 Changes: the complete lines of a read decode in one msgspec
@@ -145,7 +145,7 @@ with a per-line fallback; 24,625 -> 22,581); acknowledgement Deferreds get
 `called` set when made (setting it on a Deferred made long before cost
 1,300 instructions more; 22,185 -> 20,854); the one-peer send calls the
 link's `sendConfirmed` (sendLine + whenAcknowledged without two calls;
--> 19,560); the dispatch entry of a type with one handler calls the
+-> 19,560), looked up once per link rather than per send (-> 19,023); the dispatch entry of a type with one handler calls the
 handler's quicker entry, `ClusterNode.deliverDirect` for DIRECT_MESSAGE
 (-> 21,754); the state keeps each user's sessions as a tuple it rebuilds
 when they change, which `userSessionsOn` returns as is (-> 20,257; it
