@@ -216,28 +216,39 @@ class ClusterState:
             )
 
     def _insert(
-        self, serverId: str, view: _ServerView, session: SessionInfo, reindex: bool = True
+        self, serverId: str, view: _ServerView, session: SessionInfo, touched: set | None = None
     ) -> None:
+        """
+        Index C{session}.  A user's sessions tuple is rebuilt at once, or
+        only noted in C{touched} when given (the caller rebuilds those).
+        """
         sid = session.sessionId
         view.sessions[sid] = session
         if _link(view.byUser, session.clienteId, sid):
             _link(self._userServers, session.clienteId, serverId)
-        if reindex:
+            view.userSessions[session.clienteId] = (session,)
+        elif touched is None:
             view.indexUser(session.clienteId)
+        else:
+            touched.add(session.clienteId)
         for canal in session.canales:
             if _link(view.byChannel, canal, sid):
                 _link(self._channelServers, canal, serverId)
         _link(self._sessionServers, sid, serverId)
 
     def _delete(
-        self, serverId: str, view: _ServerView, session: SessionInfo, reindex: bool = True
+        self, serverId: str, view: _ServerView, session: SessionInfo, touched: set | None = None
     ) -> None:
+        """Unindex C{session}; C{touched} as for L{_insert}."""
         sid = session.sessionId
         del view.sessions[sid]
         if _unlink(view.byUser, session.clienteId, sid):
             _unlink(self._userServers, session.clienteId, serverId)
-        if reindex:
+            view.userSessions.pop(session.clienteId, None)
+        elif touched is None:
             view.indexUser(session.clienteId)
+        else:
+            touched.add(session.clienteId)
         for canal in session.canales:
             if _unlink(view.byChannel, canal, sid):
                 _unlink(self._channelServers, canal, serverId)
@@ -353,20 +364,18 @@ class ClusterState:
         if view is None:
             view = self._servers[serverId] = _ServerView()
         changes: list[Change] = []
-        # Each touched user's tuple is rebuilt once, at the end (not once
-        # per session: a user with many sessions would cost their square).
-        touched = set()
+        # A user with several sessions here has its tuple rebuilt once, at
+        # the end (not once per session, which would cost their square).
+        touched: set[int] = set()
         for sid, old in list(view.sessions.items()):
             new = incoming.get(sid)
             if new is not None and new == old:
                 del incoming[sid]
                 continue
-            self._delete(serverId, view, old, reindex=False)
-            touched.add(old.clienteId)
+            self._delete(serverId, view, old, touched)
             changes.append(Change(REMOVED, old))
         for s in incoming.values():
-            self._insert(serverId, view, s, reindex=False)
-            touched.add(s.clienteId)
+            self._insert(serverId, view, s, touched)
             changes.append(Change(ADDED, s))
         for clienteId in touched:
             view.indexUser(clienteId)

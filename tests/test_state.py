@@ -369,6 +369,25 @@ class ReplaceAndDropTests(unittest.SynchronousTestCase):
         self.state.addSession("srv-a", session("s2", 2, [3, 4]))
         self.state.addSession("srv-b", session("s3", 1, [3]))
 
+    def test_userKeepsSomeSessions(self):
+        """
+        A SYNC_STATE in which a user loses some of its sessions, keeps
+        others and gains one, and another user appears with two: each
+        user's sessions are exactly what the SYNC_STATE says.
+        """
+        self.state.replaceServer("srv-c", [session("c1", 9), session("c2", 9), session("c3", 9)])
+        self.state.replaceServer("srv-c", [session("c1", 9), session("c3", 9),
+                                           session("c4", 8), session("c5", 8)])
+        self.assertEqual(sorted(s.sessionId for s in self.state.userSessionsOn("srv-c", 9)),
+                         ["c1", "c3"])
+        self.state.replaceServer("srv-c", [session("c3", 9), session("c6", 9),
+                                           session("c4", 8), session("c5", 8)])
+        self.assertEqual(sorted(s.sessionId for s in self.state.userSessionsOn("srv-c", 9)),
+                         ["c3", "c6"])
+        self.assertEqual(sorted(s.sessionId for s in self.state.userSessionsOn("srv-c", 8)),
+                         ["c4", "c5"])
+        assertConsistent(self, self.state, probeUsers=(8, 9))
+
     def test_unchangedSessionsGiveNoChange(self):
         """
         A SYNC_STATE repeating what is known gives no change and keeps the

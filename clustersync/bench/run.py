@@ -148,9 +148,11 @@ link's `sendConfirmed` (sendLine + whenAcknowledged without two calls;
 -> 19,560), looked up once per link rather than per send (-> 19,023); the dispatch entry of a type with one handler calls the
 handler's quicker entry, `ClusterNode.deliverDirect` for DIRECT_MESSAGE
 (-> 21,754); the state keeps each user's sessions as a tuple it rebuilds
-when they change, which `userSessionsOn` returns as is (-> 20,257; it
-makes applying a SYNC_STATE of 100,000 new users about a quarter slower,
-0.39 -> 0.50 s in one process, and an unchanged re-sync no slower). In the relay, the first two gave 0.39 -> 0.43 (medians of 6
+when they change, which `userSessionsOn` returns as is (-> 20,257). A
+user new on a server gets its one-session tuple directly and a SYNC_STATE
+rebuilds a user's tuple once, whatever its number of sessions, so applying
+100,000 new users costs what it did (0.40-0.44 s against 0.42 s, in one
+process); memory per remote session grows from 1,394 to 1,490 bytes. In the relay, the first two gave 0.39 -> 0.43 (medians of 6
 rounds, the new code ahead in 6 of 6). The last two, measured as the
 clustersync rate alone in 10 alternating pairs, were inside the noise
 (pair ratios 0.84-1.23, median 0.99). A fully inlined version of them (not
@@ -171,10 +173,10 @@ sixth, and the delivery path from dispatch to the sink another third.
 On the sending process, a confirmed send's bookkeeping (its Deferred, its
 queue entry, the acknowledgement check that fires it) takes about 30% of
 the time: the difference between the default configuration and
-`confirm_sends = false` below. Two full runs of this harness before this
-report, on this pass's code (the second after the per-user tuples):
-default 0.47 and 0.41; `receipts = "all"` 0.46 and 0.41; `confirm_sends
-= false` 0.51 and 0.57 (4 and 6 of 7 rounds at 0.5 or above).
+`confirm_sends = false` below. Earlier full runs of this harness during
+this pass (code of the last steps): default 0.47, 0.41, 0.40, 0.46;
+`receipts = "all"` 0.46, 0.41, 0.43, 0.46; `confirm_sends = false` 0.51,
+0.57, 0.54, 0.55 (4, 6, 6 and 4 of 7 rounds at 0.5 or above).
 """
 
 
