@@ -311,6 +311,7 @@ class ClusterNode:
         loser = current if winner is link else link
         if winner is link:
             self._links[peer] = link
+            self._oneServer.pop(peer, None)  # it holds the replaced link
             self._sendSync(link)
         loser.duplicate = True
         if loser.direction == "outbound" and loser.factory is not None:
