@@ -688,28 +688,37 @@ class PeerProtocol(LineOnlyReceiver):
         Should the link stop being established half-way, the lines left
         go through L{lineReceived}.
         """
-        dispatch = self.node.dispatch
-        serverId = self.serverId
+        receive = self._receiveMessage
         i = 0
         for message in messages:
             if self.state is not _ESTABLISHED or self._closeReason is not None:
                 self._receiveLines(lines[i:])
                 return
             i += 1
-            cls = message.__class__
-            if message.origin != serverId:
-                self.node.reject(
-                    self,
-                    "origin_mismatch",
-                    f"origin {message.origin!r} on the link of {serverId!r}",
-                )
-            elif cls is XReceived:
-                self.linesReceived -= 1
-                self._receiptReceived(message)
-            else:
-                if cls is SyncState:
-                    self.syncsReceived += 1
-                dispatch(self, message)
+            receive(message)
+
+    def _receiveMessage(self, message) -> None:
+        """
+        Handle one decoded message on an established link: its origin must
+        be the peer's; X_RECEIVED is the link's own, everything else goes
+        to the node's dispatch.
+        """
+        if message.origin != self.serverId:
+            self.node.reject(
+                self,
+                "origin_mismatch",
+                f"origin {message.origin!r} on the link of {self.serverId!r}",
+            )
+            return
+        cls = message.__class__
+        if cls is XReceived:
+            # Link-level: never dispatched, applied as state or forwarded.
+            self.linesReceived -= 1
+            self._receiptReceived(message)
+            return
+        if cls is SyncState:
+            self.syncsReceived += 1
+        self.node.dispatch(self, message)
 
     def _admit(self, count: int) -> bool:
         """
@@ -766,21 +775,9 @@ class PeerProtocol(LineOnlyReceiver):
                     f"{message.__struct_config__.tag} before HELLO",
                 )
                 return
-        elif message.origin != self.serverId:
-            self.node.reject(
-                self,
-                "origin_mismatch",
-                f"origin {message.origin!r} on the link of {self.serverId!r}",
-            )
+            self.node.dispatch(self, message)
             return
-        if message.__class__ is SyncState:
-            self.syncsReceived += 1
-        elif message.__class__ is XReceived:
-            # Link-level: never dispatched, applied as state or forwarded.
-            self.linesReceived -= 1
-            self._receiptReceived(message)
-            return
-        self.node.dispatch(self, message)
+        self._receiveMessage(message)
 
     # Handshake (called by the HELLO handler) -------------------------------
 

@@ -503,29 +503,28 @@ class ClusterNode:
         of L{_forward}, kept to a few objects per send).
         """
         link = self._links.get(serverId)
-        if link is None:
-            return fail(PeerUnavailable([serverId], Delivery(0, ())))
-        one = self._oneServer.get(serverId)
-        if one is None or one[2] is not link:
-            # Per peer, for its current link: what the send fires with, the
-            # context of its error, and the link's confirmed send (if any).
-            one = self._oneServer[serverId] = (
-                Delivery(0, (serverId,)), (serverId, 0), link, getattr(link, "sendConfirmed", None))
-        confirm = self.config.confirmSends
-        sendConfirmed = one[3] if confirm else None
-        if sendConfirmed is not None:
-            d = sendConfirmed(line, one[0], _unconfirmedOne, one[1])
-            if d is None:
-                return fail(PeerUnavailable([serverId], Delivery(0, ())))
-            self.metrics.outByType[kind] += 1
-            return d
-        if not link.sendLine(line):
-            return fail(PeerUnavailable([serverId], Delivery(0, ())))
-        self.metrics.outByType[kind] += 1
-        whenAcknowledged = getattr(link, "whenAcknowledged", None) if confirm else None
-        if whenAcknowledged is not None:
-            return whenAcknowledged(one[0], _unconfirmedOne, one[1])
-        return succeed(one[0])
+        if link is not None:
+            one = self._oneServer.get(serverId)
+            if one is None or one[2] is not link:
+                # Per peer, for its current link: what the send fires with, the
+                # context of its error, and the link's confirmed send (if any).
+                one = self._oneServer[serverId] = (
+                    Delivery(0, (serverId,)), (serverId, 0), link,
+                    getattr(link, "sendConfirmed", None))
+            confirm = self.config.confirmSends
+            sendConfirmed = one[3] if confirm else None
+            if sendConfirmed is not None:
+                d = sendConfirmed(line, one[0], _unconfirmedOne, one[1])
+                if d is not None:
+                    self.metrics.outByType[kind] += 1
+                    return d
+            elif link.sendLine(line):
+                self.metrics.outByType[kind] += 1
+                whenAcknowledged = getattr(link, "whenAcknowledged", None) if confirm else None
+                if whenAcknowledged is not None:
+                    return whenAcknowledged(one[0], _unconfirmedOne, one[1])
+                return succeed(one[0])
+        return fail(PeerUnavailable([serverId], Delivery(0, ())))
 
     def _forward(self, servers, localSessions, makeMessage, kind: str) -> Deferred:
         """

@@ -136,8 +136,8 @@ Same method (callgrind at `PYTHONHASHSEED=0`, then the relay in A/B).
 
 | instructions per message | start of pass | end of pass | bare |
 |---|---:|---:|---:|
-| node A: `sendToUser` + confirmation, one peer | 22,185 | 19,023 | 6,046 |
-| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 20,257 | 11,076 |
+| node A: `sendToUser` + confirmation, one peer | 22,185 | 19,038 | 6,046 |
+| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 20,749 | 11,076 |
 
 Changes: the complete lines of a read decode in one msgspec
 `decode_lines` call when they are all plain (`codec.decodeLines`; exact,
@@ -152,7 +152,13 @@ when they change, which `userSessionsOn` returns as is (-> 20,257). A
 user new on a server gets its one-session tuple directly and a SYNC_STATE
 rebuilds a user's tuple once, whatever its number of sessions, so applying
 100,000 new users costs what it did (0.40-0.44 s against 0.42 s, in one
-process); memory per remote session grows from 1,394 to 1,490 bytes. In the relay, the first two gave 0.39 -> 0.43 (medians of 6
+process); memory per remote session grows from 1,394 to 1,490 bytes.
+A last review put the handling of a decoded message on an established
+link back in one place, shared by the per-line and the per-read paths
+(20,257 -> 20,749); `sendConfirmed` stays written out (calling
+`whenAcknowledged` from it costs 650 more, calling both `sendLine` and
+`whenAcknowledged` 2,080 more), and so does `deliverDirect` (calling
+`deliverLocal` costs 390 more). In the relay, the first two gave 0.39 -> 0.43 (medians of 6
 rounds, the new code ahead in 6 of 6). The last two, measured as the
 clustersync rate alone in 10 alternating pairs, were inside the noise
 (pair ratios 0.84-1.23, median 0.99). A fully inlined version of them (not
