@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from clustersync.config import NodeConfig
+from clustersync.gctuning import GCThresholdsService
 from clustersync.link import PeerClientFactory, PeerServerFactory
 from clustersync.node import ClusterNode
 from clustersync.pluginload import loadExtensions, loadHandlers
@@ -157,9 +158,10 @@ class PeerDialService(Service):
 
 def makeNodeService(config: NodeConfig, reactor) -> MultiService:
     """
-    Build the whole node as a L{MultiService}: C{node}, C{peer-listen} (if
-    C{config.listen}), C{peer-dial}, then the service of every
-    L{INodeExtension} plugin that wants one (the client gateway, ...).
+    Build the whole node as a L{MultiService}: C{gc} (if
+    C{config.gcThresholds}), C{node}, C{peer-listen} (if C{config.listen}),
+    C{peer-dial}, then the service of every L{INodeExtension} plugin that
+    wants one (the client gateway, ...).
 
     Handler plugins are loaded here, so a plugin that fails to import is
     reported at startup; it does not stop the node.
@@ -168,6 +170,8 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
     node = ClusterNode(config, reactor, handlers)
     top = MultiService()
     top.node = node
+    if config.gcThresholds:
+        GCThresholdsService(config.gcThresholds).setServiceParent(top)
     NodeService(node, failures).setServiceParent(top)
     if config.listen:
         PeerListenService(

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 
 from clustersync.config import (
     DEFAULT_CLIENTS,
+    DEFAULT_GC_THRESHOLDS,
     DEFAULT_LISTEN,
     KEYS,
     ConfigError,
@@ -60,6 +61,8 @@ class DefaultTests(unittest.SynchronousTestCase):
         self.assertEqual(config.maxChannelsPerSession, 10_000)
         self.assertEqual(config.reconnectMaxDelay, 30.0)
         self.assertEqual(config.connectTimeout, 10.0)
+        self.assertEqual(config.gcThresholds, (50_000, 10, 10))
+        self.assertEqual(config.gcThresholds, DEFAULT_GC_THRESHOLDS)
 
     def test_noneOverridesIgnored(self):
         """An override of C{None} means "not given"."""
@@ -159,6 +162,19 @@ class FileTests(TomlMixin, unittest.SynchronousTestCase):
         self.assertEqual(config.pluginDirs, [os.path.expanduser("~/plugins")])
         self.assertFalse(config.pluginDirs[0].startswith("~"))
 
+    def test_gcThresholds(self):
+        """
+        C{gc_thresholds} takes one to three positive whole numbers, as a
+        TOML list or a comma-separated string; C{"none"} or an empty list
+        leaves the process's thresholds alone (C{None}).
+        """
+        config = loadConfig(self.toml("gc_thresholds = [20000, 5, 7]\n"))
+        self.assertEqual(config.gcThresholds, (20000, 5, 7))
+        for value, expected in [([1000], (1000,)), ("30000,10", (30000, 10)),
+                                ("none", None), ("", None), ([], None)]:
+            self.assertEqual(loadConfig(None, {"gc_thresholds": value}).gcThresholds,
+                             expected, value)
+
     def test_zeroMeansUnbounded(self):
         """0 for a session or channel limit means no limit."""
         config = loadConfig(None, {"max_sessions_per_server": 0,
@@ -224,6 +240,17 @@ class BadValueTests(TomlMixin, unittest.SynchronousTestCase):
         for key in ("max_sessions_per_server", "max_channels_per_session"):
             for value in (-1, 2.5, "x", True, False):
                 self.assertBad(key, value)
+
+    def test_badGcThresholds(self):
+        """
+        C{gc_thresholds} refuses zero (it would turn automatic collection
+        off), negatives, fractions, booleans, more than three values and
+        anything that is not a list of numbers.
+        """
+        for value in ([0], [700, 0, 10], [-1], [1.5], [True], [1, 2, 3, 4], "a,b", "1,,2",
+                      5, {"a": 1}, [[1]], ["700"]):
+            e = self.assertBad("gc_thresholds", value)
+            self.assertIn("gc_thresholds", str(e))
 
     def test_badBool(self):
         """C{eager_hello} accepts only booleans (or yes/no strings)."""

@@ -173,7 +173,8 @@ on its own); pinning the two relay processes to separate cores (the bare
 relay still moved by 15%); `PYTHONMALLOC=malloc` (slower); a longer
 `decodeLines` boundary pattern (200 instructions, not worth tying the fast
 path to one field order). Garbage collection and page faults are not where
-the time goes (42 young collections per 150,000 sends). py-spy on the
+the time goes (42 young collections per 150,000 sends; wrong, see the
+fourth pass: those were the orchestrating process's). py-spy on the
 receiving process: the benchmark sink takes a third of its time, decoding a
 sixth, and the delivery path from dispatch to the sink another third.
 On the sending process, a confirmed send's bookkeeping (its Deferred, its
@@ -190,7 +191,9 @@ def _variants() -> dict[str, dict]:
     """
     The clustersync configurations the relay runs: the defaults, and (when
     this version has the setting) the defaults with application receipts
-    on plain links too (C{receipts = "all"}) and with C{confirm_sends} off.
+    on plain links too (C{receipts = "all"}), with C{confirm_sends} off,
+    and with CPython's own garbage-collector thresholds
+    (C{gc_thresholds = "none"}).
     """
     from clustersync.config import NodeConfig
 
@@ -200,6 +203,8 @@ def _variants() -> dict[str, dict]:
         variants["cs-receipts"] = {"receipts": "all"}
     if getattr(defaults, "confirmSends", False):
         variants["cs-noconfirm"] = {"confirmSends": False}
+    if getattr(defaults, "gcThresholds", None):
+        variants["cs-gc-python"] = {"gcThresholds": None}
     return variants
 
 
@@ -213,7 +218,8 @@ def relaySection(sizes: Sizes) -> Section:
                         variants=variants)
     bare = sat["bare"]
     labels = {"cs": "default config", "cs-receipts": 'receipts = "all"',
-              "cs-noconfirm": "confirm_sends = false"}
+              "cs-noconfirm": "confirm_sends = false",
+              "cs-gc-python": "gc_thresholds = none (CPython's 700, 10, 10)"}
     rows = []
     for name in variants:
         cs = sat[name]
