@@ -330,6 +330,7 @@ class _TypeOnly(Struct):
 _decoder = msgspec.json.Decoder(Union[(*Message.__args__, XReceived)])  # type: ignore[attr-defined]
 _typeDecoder = msgspec.json.Decoder(_TypeOnly)
 _encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 
 
 def _typeOf(line: bytes) -> str | None:
@@ -472,9 +473,14 @@ def messageBytes(value: object) -> bytes:
         data = bytes(value)
         return data.replace(b"\n", b" ") if b"\n" in data else data
     try:
-        return _encoder.encode(value)
+        return _encode(value)
     except (TypeError, msgspec.EncodeError) as e:
-        raise TypeError(f"message is not JSON-serialisable: {e}") from None
+        raise _notSerialisable(e) from None
+
+
+def _notSerialisable(e: Exception) -> TypeError:
+    """The error of an application value the encoder refused."""
+    return TypeError(f"message is not JSON-serialisable: {e}")
 
 
 def rawMessage(value: object) -> Raw:
@@ -513,7 +519,15 @@ def encodeDirect(prefix: bytes, userId: int, value: object) -> bytes:
     @param value: the application message, as for L{messageBytes}.
     @raise TypeError: C{value} is not JSON-serialisable.
     """
-    return b'%b%d,"message":%b}}\n' % (prefix, userId, messageBytes(value))
+    if isinstance(value, Raw):
+        return b'%b%d,"message":%b}}\n' % (prefix, userId, messageBytes(value))
+    # messageBytes written out for the common case (a call less: 400
+    # instructions, 2% of a confirmed send).
+    try:
+        data = _encode(value)
+    except (TypeError, msgspec.EncodeError) as e:
+        raise _notSerialisable(e) from None
+    return b'%b%d,"message":%b}}\n' % (prefix, userId, data)
 
 
 def encodeRaw(value: object) -> bytes:

@@ -44,7 +44,7 @@ from clustersync.codec import (
     Hello, ProtocolError, SyncState, XReceived, XReceivedPayload, decode, decodeLines, encode,
 )
 from clustersync.interfaces import IPeerLink
-from clustersync.waiters import fire
+from clustersync.waiters import fire, fireUpTo
 
 __all__ = [
     "LinkState", "PeerProtocol", "PeerServerFactory", "PeerClientFactory",
@@ -533,10 +533,7 @@ class PeerProtocol(LineOnlyReceiver):
                 f"{self.linesWritten} written")
             return
         self.peerReceived = count
-        waiters = self._ackWaiters
-        while waiters and waiters[0][0] <= count:
-            waiter = waiters.popleft()
-            fire(waiter[1], waiter[2])
+        fireUpTo(self._ackWaiters, count)
 
     def whenAcknowledged(self, result=None, onLost=None, context=None) -> Deferred:
         """
@@ -587,11 +584,8 @@ class PeerProtocol(LineOnlyReceiver):
 
     def _checkAcknowledged(self) -> None:
         self._ackCall = None
-        acknowledged = self._acknowledged()
         waiters = self._ackWaiters
-        while waiters and (acknowledged is None or waiters[0][0] <= acknowledged):
-            waiter = waiters.popleft()
-            fire(waiter[1], waiter[2])
+        fireUpTo(waiters, self._acknowledged())
         # A callback above may have sent again and scheduled a check.
         if waiters and self._ackCall is None and self.state is not _CLOSED:
             self._ackCall = self.node.clock.callLater(ACK_POLL, self._checkAcknowledged)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-__all__ = ["OneShot", "fire", "FAST_FIRE"]
+__all__ = ["OneShot", "fire", "fireUpTo", "FAST_FIRE"]
 
 #: Whether this Twisted keeps a L{Deferred}'s callbacks in a C{_callbacks}
 #: list (Twisted 25.5 and later), which L{fire} needs to take its fast path.
@@ -44,6 +44,33 @@ def fire(d: Deferred, result) -> None:
         d.result = result
         return
     d.callback(result)
+
+
+def fireUpTo(waiters, limit) -> None:
+    """
+    Take the waiters at the head of C{waiters} whose position is at most
+    C{limit} (every waiter if C{limit} is C{None}) and L{fire} each one's
+    L{Deferred} with its result: what a link does when its peer
+    acknowledged its lines up to C{limit}.
+
+    The L{fire} is written out in the loop (a call per waiter was about 6%
+    of a confirmed send): one turn of this loop does what
+    C{fire(waiter[1], waiter[2])} does.
+
+    @param waiters: a C{collections.deque} of C{(position, deferred,
+        result, ...)} tuples, in position order.
+    @param limit: the highest position acknowledged, or C{None}.
+    """
+    popleft = waiters.popleft
+    while waiters and (limit is None or waiters[0][0] <= limit):
+        waiter = popleft()
+        d = waiter[1]
+        if FAST_FIRE and not d._callbacks and not d.called and not d.paused:
+            d.called = True
+            d._canceller = None
+            d.result = waiter[2]
+        else:
+            d.callback(waiter[2])
 
 
 class OneShot:

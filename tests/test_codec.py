@@ -807,7 +807,8 @@ class EncodeDirectTests(unittest.SynchronousTestCase):
         for value in (object(), {1j: 2}, {"a": {1, 2}.__iter__()}):
             self.assertRaises(TypeError, messageBytes, value)
             self.assertRaises(TypeError, rawMessage, value)
-            self.assertRaises(TypeError, encodeDirect, directLinePrefix("a"), 1, value)
+            e = self.assertRaises(TypeError, encodeDirect, directLinePrefix("a"), 1, value)
+            self.assertIn("not JSON-serialisable", str(e))
 
 
 def perLine(lines: list[bytes]) -> list | None:

@@ -1,14 +1,17 @@
 """
 L{clustersync.waiters.OneShot}: the C{whenListening()} of every listening
-service; L{clustersync.waiters.fire}: firing a confirmed send.
+service; L{clustersync.waiters.fire} and L{clustersync.waiters.fireUpTo}:
+firing confirmed sends.
 """
+
+from collections import deque
 
 from twisted.internet.defer import AlreadyCalledError, Deferred
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from clustersync import waiters
-from clustersync.waiters import FAST_FIRE, OneShot, fire
+from clustersync.waiters import FAST_FIRE, OneShot, fire, fireUpTo
 
 
 class OneShotTests(unittest.TestCase):
@@ -99,3 +102,76 @@ class FireTests(unittest.TestCase):
         waiters.fire(d, 3)
         d.addCallback(seen.append)
         self.assertEqual(seen, [3])
+
+
+class FireUpToTests(unittest.TestCase):
+    """
+    L{fireUpTo} fires, in order, the waiters at the head of a queue up to a
+    position, each as L{fire} would.
+    """
+
+    def queue(self, *positions: int) -> tuple[deque, list[Deferred]]:
+        """Waiters at C{positions}, each with its position as result."""
+        ds = [Deferred() for _ in positions]
+        return deque((p, d, p, None, None) for p, d in zip(positions, ds)), ds
+
+    def test_upToLimit(self):
+        """
+        Waiters at or below the limit fire with their results; the others
+        stay queued and unfired.
+        """
+        waiting, ds = self.queue(1, 2, 2, 5)
+        fireUpTo(waiting, 2)
+        self.assertEqual([self.successResultOf(d) for d in ds[:3]], [1, 2, 2])
+        self.assertNoResult(ds[3])
+        self.assertEqual([w[0] for w in waiting], [5])
+
+    def test_noneFiresAll(self):
+        """A limit of C{None} fires every waiter."""
+        waiting, ds = self.queue(3, 9)
+        fireUpTo(waiting, None)
+        self.assertEqual([self.successResultOf(d) for d in ds], [3, 9])
+        self.assertEqual(len(waiting), 0)
+
+    def test_callbacksRunInOrder(self):
+        """
+        Callbacks already attached run, in queue order, with the results
+        (the slow path, as in L{fire}); a paused one waits for unpause.
+        """
+        waiting, ds = self.queue(1, 2, 3)
+        seen = []
+        ds[0].addCallback(seen.append)
+        ds[1].pause()
+        ds[1].addCallback(seen.append)
+        ds[2].addCallback(seen.append)
+        fireUpTo(waiting, 3)
+        self.assertEqual(seen, [1, 3])
+        ds[1].unpause()
+        self.assertEqual(seen, [1, 3, 2])
+
+    def test_callbackQueuesMore(self):
+        """
+        A callback that queues a new waiter (a send from a callback) sees
+        it fired in the same call if it is within the limit, not otherwise.
+        """
+        waiting, ds = self.queue(1)
+        later = Deferred()
+        beyond = Deferred()
+        ds[0].addCallback(lambda _: waiting.extend([(1, later, "l", None, None),
+                                                    (4, beyond, "b", None, None)]))
+        fireUpTo(waiting, 2)
+        self.assertEqual(self.successResultOf(later), "l")
+        self.assertNoResult(beyond)
+
+    def test_alreadyFired(self):
+        """A waiter whose L{Deferred} already fired raises, as C{callback} does."""
+        waiting, ds = self.queue(1)
+        ds[0].callback("early")
+        self.assertRaises(AlreadyCalledError, fireUpTo, waiting, 1)
+
+    def test_fallback(self):
+        """Without the fast path every waiter is fired with C{callback}."""
+        self.patch(waiters, "FAST_FIRE", False)
+        waiting, ds = self.queue(1, 2)
+        fireUpTo(waiting, None)
+        self.assertEqual([self.successResultOf(d) for d in ds], [1, 2])
