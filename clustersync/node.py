@@ -456,7 +456,9 @@ class ClusterNode:
         if not sessions or delivery is None:
             return self._undeliverable(sessions, kind)
         try:
-            return delivery.deliver(sessions, bytes(message), kind, origin)
+            # b"" + message: the bytes of a Raw (or the bytes themselves), at
+            # half the instructions of bytes(message) (no argument parsing).
+            return delivery.deliver(sessions, b"" + message, kind, origin)
         except Exception:
             # Never let the gateway stop a send half-way (peers not yet written).
             return self._deliveryFailed(sessions, kind)
@@ -476,7 +478,7 @@ class ClusterNode:
         if not sessions or delivery is None:
             return self._undeliverable(sessions, "DIRECT_MESSAGE")
         try:
-            return delivery.deliver(sessions, bytes(p.message), "DIRECT_MESSAGE", link.serverId)
+            return delivery.deliver(sessions, b"" + p.message, "DIRECT_MESSAGE", link.serverId)
         except Exception:
             return self._deliveryFailed(sessions, "DIRECT_MESSAGE")
 
