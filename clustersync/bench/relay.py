@@ -21,6 +21,12 @@ message carries its send time (C{time.monotonic_ns()}, one clock for every
 process of the machine); the sink computes latency and the rate from the
 first send to the last receive.
 
+Each process also measures its own CPU time (C{time.process_time}, user
+and system) per message: the sink from the first message to the last, the
+source from its first send until the link closed (so that a confirmed
+send's acknowledgement is counted).  Which side costs more per message is
+the side that bounds the rate.
+
 Processes print one JSON object per line on stdout; the orchestrator
 (L{runRelay}) reads them.  The reactor is imported only inside the process
 entry points.
@@ -92,6 +98,8 @@ class Sink:
         self.latencies = array("q")
         self.firstSent: int | None = None
         self.lastReceived = 0
+        self.cpuStarted = 0.0
+        self.cpuSeconds = 0.0
         self.bytes = 0
         self._done = done
 
@@ -101,11 +109,13 @@ class Sink:
         stamp = int(data[i : data.index(b",", i)])
         if self.firstSent is None:
             self.firstSent = stamp
+            self.cpuStarted = time.process_time()
         self.latencies.append(now - stamp)
         self.lastReceived = now
         self.bytes += len(data)
         self.count += 1
         if self.count == self.expected:
+            self.cpuSeconds = time.process_time() - self.cpuStarted
             self._done(self)
 
     def deliver(self, sessions, message, kind, origin) -> int:
@@ -118,7 +128,10 @@ class Sink:
         self._take(line)
 
     def result(self) -> dict:
-        """The figures of this run (rate in msgs/s, latencies in ms)."""
+        """
+        The figures of this run (rate in msgs/s, latencies in ms, this
+        process's CPU time per message in µs).
+        """
         lat = sorted(self.latencies)
         elapsed = (self.lastReceived - (self.firstSent or 0)) / 1e9
         return {
@@ -128,6 +141,7 @@ class Sink:
             "p50": lat[len(lat) // 2] / 1e6 if lat else 0.0,
             "p99": lat[min(len(lat) - 1, (len(lat) * 99) // 100)] / 1e6 if lat else 0.0,
             "meanBytes": self.bytes / self.count if self.count else 0.0,
+            "sinkCpu": self.cpuSeconds / self.count * 1e6 if self.count else 0.0,
         }
 
 
@@ -353,7 +367,10 @@ def sourceMain(
         state["sent"] = {"sent": sent, "seconds": seconds}
 
     def closed():
-        _emit(state.get("sent", {"sent": 0, "seconds": 0.0}))
+        result = state.get("sent", {"sent": 0, "seconds": 0.0})
+        if result["sent"] and "cpuStarted" in state:
+            result["cpu"] = (time.process_time() - state["cpuStarted"]) / result["sent"] * 1e6
+        _emit(result)
         if reactor.running:
             reactor.stop()
 
@@ -397,6 +414,7 @@ def sourceMain(
             for factory in node.outboundFactories:
                 factory.stopTrying()  # no redial once the sink closes the link
             profiler = _startProfile(profile)
+            state["cpuStarted"] = time.process_time()
             _Sender(reactor, node.linkFor(SINK_ID).transport, sendOne, count, rate, finished).start()
 
         service.startService()
@@ -420,6 +438,7 @@ def sourceMain(
                     write(bareLine(now(), pad))
 
                 profiler = _startProfile(profile)
+                state["cpuStarted"] = time.process_time()
                 _Sender(reactor, self.transport, sendOne, count, rate, finished).start()
 
             def connectionLost(self, reason):
@@ -501,8 +520,9 @@ def runRelay(
     stats to C{<prefix>-sink.prof} and C{<prefix>-source.prof}.  C{extra}:
     L{NodeConfig} attributes for both nodes (ignored by the bare relay).
 
-    @return: the sink's figures (C{rate}, C{p50}, C{p99}, ...) and the
-        source's (C{sent}, C{sendSeconds}).
+    @return: the sink's figures (C{rate}, C{p50}, C{p99}, C{sinkCpu}, ...)
+        and the source's (C{sent}, C{sendSeconds}, C{sourceCpu}); the CPU
+        figures are µs of the process's CPU time per message.
     """
     common = ["--kind", kind, "--count", str(count), "--timeout", str(timeout),
               "--extra", json.dumps(extra or {})]
@@ -523,6 +543,7 @@ def runRelay(
         sent = _readJson(source, deadline)
         result["sent"] = sent["sent"]
         result["sendSeconds"] = sent["seconds"]
+        result["sourceCpu"] = sent.get("cpu", 0.0)
         return result
     finally:
         for proc in (source, sink):
@@ -547,7 +568,7 @@ def relayRounds(
     variant (name -> L{NodeConfig} attributes; default: C{{"cs": {}}}).
 
     @return: name -> the medians over rounds of C{rate}, C{p50}, C{p99},
-        plus C{ratio} (the median of the per-round ratios to the bare
+        C{sourceCpu} and C{sinkCpu}, plus C{ratio} (the median of the per-round ratios to the bare
         relay's rate) and C{ratios}; C{"bare"} holds the bare relay's.
     """
     variants = variants or {"cs": {}}
@@ -558,7 +579,8 @@ def relayRounds(
             runs[name].append(runRelay("cs", count, rate, size, extra=extra))
     out = {}
     for name, results in runs.items():
-        figures = {k: statistics.median(r[k] for r in results) for k in ("rate", "p50", "p99")}
+        figures = {k: statistics.median(r[k] for r in results)
+                   for k in ("rate", "p50", "p99", "sourceCpu", "sinkCpu")}
         ratios = [r["rate"] / b["rate"] if b["rate"] else 0.0
                   for r, b in zip(results, runs["bare"])]
         figures["ratios"] = ratios

@@ -184,6 +184,51 @@ the time: the difference between the default configuration and
 this pass (code of the last steps): default 0.47, 0.41, 0.40, 0.46;
 `receipts = "all"` 0.46, 0.41, 0.43, 0.46; `confirm_sends = false` 0.51,
 0.57, 0.54, 0.55 (4, 6, 6 and 4 of 7 rounds at 0.5 or above).
+
+### Fourth pass (recorded 2026-11-29, later session)
+
+The third pass's "garbage collection is not where the time goes" was a
+measuring mistake: the 42 collections it counted were the orchestrating
+process's (its `atexit` report overwrote the sending node's). Counted in
+the sending node itself (`gc.callbacks`), a 150,000-message run had
+260-430 young, 24-39 middle and 2-3 full collections: 0.10-0.17 s of its
+0.7-0.9 s, 0.05-0.09 s of it in the full ones. Every confirmed send waits
+for its acknowledgement as three container objects (its Deferred, the
+Deferred's callback list, its queue entry); with CPython's threshold of
+700 the collector walks them, promotes them, and walks the whole heap when
+enough have been promoted. Hence `gc_thresholds` (default `[50000, 10,
+10]`, `GCThresholdsService`): with it, the sending node runs no collection
+at all during the run (the only ones are those of start-up, 108 young and
+10 middle, as in the receiving node).
+
+| instructions per message | start of pass | end of pass |
+|---|---:|---:|
+| node A, acknowledgements every 300 sends (as in the earlier passes) | 19,036 | 18,585 |
+| node A, 3,000 sends waiting for their acknowledgement, CPython's thresholds | 26,341 | - |
+| same, `gc_thresholds` default | - | 21,767 |
+| node B, framing to `ILocalDelivery`, incl. the benchmark sink | 20,691 | 20,166 |
+
+The smaller changes: `waiters.fireUpTo` fires a link's acknowledged sends
+in one call (the receipt and TCP-acknowledgement loops each called `fire`
+per send); `encodeDirect` encodes a message that is not a `Raw` itself
+instead of calling `messageBytes` (together 450 instructions per send);
+local delivery takes a `Raw`'s bytes with `b"" + raw` rather than
+`bytes(raw)` (516 per received message; `bytes()` parses its arguments).
+
+In the relay: the clustersync rate alone, 10 alternating pairs, this pass's
+`gc_thresholds` against the code before it: ratio 1.105 (pairs
+0.90-1.31). With the rest, 7 rounds side by side: default configuration
+0.53 of the bare relay (5 of 7 rounds at 0.5 or above), `confirm_sends =
+false` 0.50; in 5 rounds, the default configuration 0.50 against 0.435
+with CPython's thresholds. Measured per message of CPU time in each
+process (`time.process_time` over the run, 6 rounds): bare sender 2.2 µs,
+bare receiver 2.3 µs; clustersync node A 4.6 µs, node B 4.6 µs: both sides
+are now at about twice the bare relay's, so the relay ratio sits near 0.5
+and moves with the noise of the machine. The line-level profile of node B
+(py-spy) puts a fifth of its time in msgspec's `decode_lines` and a third
+in the benchmark sink; node A's time is spread over encoding (16%), the
+confirmed send's bookkeeping (24%) and firing it (10%), with no single
+step left that is large.
 """
 
 
@@ -232,6 +277,10 @@ def relaySection(sizes: Sizes) -> Section:
             Row("  latency p50, saturated", cs["p50"], bare["p50"], "ms", "bare line relay",
                 "includes queueing in socket buffers"),
             Row("  latency p99, saturated", cs["p99"], bare["p99"], "ms", "bare line relay", ""),
+            Row("  CPU per message, sending process (node A)", cs["sourceCpu"], bare["sourceCpu"],
+                "µs", "bare sender", "process_time, first send to link closed; median of rounds"),
+            Row("  CPU per message, receiving process (node B)", cs["sinkCpu"], bare["sinkCpu"],
+                "µs", "bare receiver", "process_time, first to last message; incl. the sink"),
         ]
     for name in variants:
         rows += [
@@ -269,7 +318,11 @@ means as fast as the slower process allows; rate = messages / (first send
 configuration; medians over rounds are reported. Paced runs send at a fixed
 rate (a 1 ms `LoopingCall` catching up on schedule) to show latency without
 queueing. The nodes run with the client gateway and web page off and the
-peer flood guard raised out of reach (its check still runs).""",
+peer flood guard raised out of reach (its check still runs). Each process
+also measures its own CPU time (user and system, `time.process_time`) per
+message: the side that costs more per message is the one that bounds the
+rate, and the relay ratio is at best the bare relay's slower side's cost
+over clustersync's slower side's.""",
         notes="Target clustersync/bare >= 0.5: " + "; ".join(verdicts) + ". "
         "Saturated latency is set by how much queues up between the faster and "
         "the slower process (socket buffers), so it is not a fair comparison "
