@@ -143,6 +143,8 @@ class ClusterNode:
             maxChannelsPerSession=config.maxChannelsPerSession,
         )
         self.metrics = Metrics()
+        # The state's own mapping (see ClusterState.localUserSessions).
+        self._localUserSessions = self.state.localUserSessions
         #: Who may link: mutual TLS, the plain allow-list, or open (see
         #: L{clustersync.tls.LinkSecurity}).
         self.security = LinkSecurity.fromConfig(config)
@@ -473,7 +475,7 @@ class ClusterNode:
         @return: how many sessions it was handed to.
         """
         p = message.payload
-        sessions = self.state.userSessionsOn(self.serverId, p.userId)
+        sessions = self._localUserSessions.get(p.userId, ())
         delivery = self._delivery
         if not sessions or delivery is None:
             return self._undeliverable(sessions, "DIRECT_MESSAGE")

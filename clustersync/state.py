@@ -114,6 +114,13 @@ class ClusterState:
         self.maxSessionsPerServer = maxSessionsPerServer
         self.maxChannelsPerSession = maxChannelsPerSession
         self._servers: dict[str, _ServerView] = {localId: _ServerView()}
+        #: clienteId -> the tuple of this node's own sessions of that user
+        #: (what C{userSessionsOn(localId, clienteId)} gives), for the
+        #: receive hot path to read without a call.  The same mapping for
+        #: the whole life of the state (the local view is never dropped);
+        #: read it, never mutate it.
+        self.localUserSessions: dict[int, tuple[SessionInfo, ...]] = (
+            self._servers[localId].userSessions)
         # clienteId / canalId / sessionId -> servers holding at least one.
         self._userServers: dict[int, set[str]] = {}
         self._channelServers: dict[int, set[str]] = {}

@@ -97,6 +97,8 @@ def assertConsistent(test: unittest.SynchronousTestCase, state: ClusterState,
                      sum(len(state.sessionsOf(v)) for v in state.servers()))
     test.assertEqual(len(list(state.allSessions())), state.countSessions())
     test.assertIn(state.localId, state.servers())
+    # The hot path's mapping is still the local view's own.
+    test.assertIs(state.localUserSessions, state._servers[state.localId].userSessions)
     # Public queries.
     users = set(expected["users"]) | set(probeUsers)
     channels = set(expected["channels"]) | set(probeChannels)
@@ -110,6 +112,8 @@ def assertConsistent(test: unittest.SynchronousTestCase, state: ClusterState,
         for server in state.servers():
             test.assertEqual({s.sessionId for s in state.userSessionsOn(server, u)},
                              expected["userOn"].get((server, u), set()))
+        test.assertIs(state.localUserSessions.get(u, ()),
+                      state.userSessionsOn(state.localId, u))
     for c in channels:
         test.assertEqual(set(state.serversOfChannel(c)), expected["channels"].get(c, set()), c)
         test.assertEqual(
