@@ -206,25 +206,31 @@ at all during the run (the only ones are those of start-up, 108 young and
 | node A, acknowledgements every 300 sends (as in the earlier passes) | 19,036 | 18,585 |
 | node A, 3,000 sends waiting for their acknowledgement, CPython's thresholds | 26,341 | - |
 | same, `gc_thresholds` default | - | 21,767 |
-| node B, framing to `ILocalDelivery`, incl. the benchmark sink | 20,691 | 20,166 |
+| node B, framing to `ILocalDelivery`, incl. the benchmark sink | 20,691 | 19,270 |
 
 The smaller changes: `waiters.fireUpTo` fires a link's acknowledged sends
 in one call (the receipt and TCP-acknowledgement loops each called `fire`
 per send); `encodeDirect` encodes a message that is not a `Raw` itself
 instead of calling `messageBytes` (together 450 instructions per send);
 local delivery takes a `Raw`'s bytes with `b"" + raw` rather than
-`bytes(raw)` (516 per received message; `bytes()` parses its arguments).
+`bytes(raw)` (516 per received message; `bytes()` parses its arguments);
+`deliverDirect` reads the state's mapping of this node's users to their
+sessions (`ClusterState.localUserSessions`) instead of calling
+`userSessionsOn` (896 per received message).
 
 In the relay: the clustersync rate alone, 10 alternating pairs, this pass's
 `gc_thresholds` against the code before it: ratio 1.105 (pairs
-0.90-1.31). With the rest, 7 rounds side by side: default configuration
-0.53 of the bare relay (5 of 7 rounds at 0.5 or above), `confirm_sends =
-false` 0.50; in 5 rounds, the default configuration 0.50 against 0.435
-with CPython's thresholds. Measured per message of CPU time in each
-process (`time.process_time` over the run, 6 rounds): bare sender 2.2 µs,
-bare receiver 2.3 µs; clustersync node A 4.6 µs, node B 4.6 µs: both sides
-are now at about twice the bare relay's, so the relay ratio sits near 0.5
-and moves with the noise of the machine. The line-level profile of node B
+0.90-1.31). With the changes up to `b"" + raw`, 7 rounds side by side:
+default configuration 0.53 of the bare relay (5 of 7 rounds at 0.5 or
+above), `confirm_sends = false` 0.50; in 5 rounds, the default
+configuration 0.50 against 0.435 with CPython's thresholds; a full run of
+this harness then gave 0.49 (rounds 0.36-0.66), with node A at 1.76x the
+bare sender's CPU time per message and node B at 2.24x the bare
+receiver's. After `localUserSessions`, 7 rounds: 0.46 (rounds 0.36-0.63),
+node A 3.83 µs against the bare sender's 1.74, node B 3.75 µs against the
+bare receiver's 1.84. Both sides now cost about twice the bare relay's
+per message, so the relay ratio sits around 0.5 and moves with the noise
+of the machine from one run to the next. The line-level profile of node B
 (py-spy) puts a fifth of its time in msgspec's `decode_lines` and a third
 in the benchmark sink; node A's time is spread over encoding (16%), the
 confirmed send's bookkeeping (24%) and firing it (10%), with no single
