@@ -143,8 +143,10 @@ class ClusterNode:
             maxChannelsPerSession=config.maxChannelsPerSession,
         )
         self.metrics = Metrics()
-        # The state's own mapping (see ClusterState.localUserSessions).
+        # The state's own mappings (see ClusterState.localUserSessions and
+        # userServers), read by the hot paths.
         self._localUserSessions = self.state.localUserSessions
+        self._userServers = self.state.userServers
         #: Who may link: mutual TLS, the plain allow-list, or open (see
         #: L{clustersync.tls.LinkSecurity}).
         self.security = LinkSecurity.fromConfig(config)
@@ -599,7 +601,7 @@ class ClusterNode:
 
     def sendToUser(self, clienteId: int, message) -> Deferred:
         """See L{ICluster.sendToUser}."""
-        servers = self.state.serversOfUser(clienteId)
+        servers = self._userServers.get(clienteId, ())  # state.serversOfUser, without a call
         if len(servers) == 1 and type(clienteId) is int:
             # The hot path: one remote server hosts the user.
             for serverId in servers:

@@ -123,6 +123,11 @@ class ClusterState:
             self._servers[localId].userSessions)
         # clienteId / canalId / sessionId -> servers holding at least one.
         self._userServers: dict[int, set[str]] = {}
+        #: clienteId -> the servers hosting a session of that user (what
+        #: L{serversOfUser} gives), for the send hot path to read without a
+        #: call.  The same mapping for the whole life of the state; read it,
+        #: never mutate it or the sets it holds.
+        self.userServers: dict[int, set[str]] = self._userServers
         self._channelServers: dict[int, set[str]] = {}
         self._sessionServers: dict[str, set[str]] = {}
 

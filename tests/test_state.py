@@ -97,14 +97,16 @@ def assertConsistent(test: unittest.SynchronousTestCase, state: ClusterState,
                      sum(len(state.sessionsOf(v)) for v in state.servers()))
     test.assertEqual(len(list(state.allSessions())), state.countSessions())
     test.assertIn(state.localId, state.servers())
-    # The hot path's mapping is still the local view's own.
+    # The hot paths' mappings are still the state's own.
     test.assertIs(state.localUserSessions, state._servers[state.localId].userSessions)
+    test.assertIs(state.userServers, state._userServers)
     # Public queries.
     users = set(expected["users"]) | set(probeUsers)
     channels = set(expected["channels"]) | set(probeChannels)
     sessionIds = set(expected["sessions"]) | set(probeSessions)
     for u in users:
         test.assertEqual(set(state.serversOfUser(u)), expected["users"].get(u, set()), u)
+        test.assertEqual(set(state.userServers.get(u, ())), expected["users"].get(u, set()), u)
         test.assertEqual(
             sorted((s.serverId, s.sessionId) for s in state.userSessions(u)),
             sorted((srv, sid) for (srv, uu), sids in expected["userOn"].items()

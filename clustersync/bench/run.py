@@ -203,7 +203,7 @@ at all during the run (the only ones are those of start-up, 108 young and
 
 | instructions per message | start of pass | end of pass |
 |---|---:|---:|
-| node A, acknowledgements every 300 sends (as in the earlier passes) | 19,036 | 18,585 |
+| node A, acknowledgements every 300 sends (as in the earlier passes) | 19,036 | 18,057 |
 | node A, 3,000 sends waiting for their acknowledgement, CPython's thresholds | 26,341 | - |
 | same, `gc_thresholds` default | - | 21,767 |
 | node B, framing to `ILocalDelivery`, incl. the benchmark sink | 20,691 | 19,270 |
@@ -212,6 +212,8 @@ The smaller changes: `waiters.fireUpTo` fires a link's acknowledged sends
 in one call (the receipt and TCP-acknowledgement loops each called `fire`
 per send); `encodeDirect` encodes a message that is not a `Raw` itself
 instead of calling `messageBytes` (together 450 instructions per send);
+`sendToUser` reads the state's mapping of users to their servers
+(`ClusterState.userServers`) instead of calling `serversOfUser` (409);
 local delivery takes a `Raw`'s bytes with `b"" + raw` rather than
 `bytes(raw)` (516 per received message; `bytes()` parses its arguments);
 `deliverDirect` reads the state's mapping of this node's users to their
