@@ -114,7 +114,7 @@ class HarnessRunTests(unittest.TestCase):
             self.assertGreater(value, 0)
             self.assertGreater(reference, 0)
         cpu = [line for line in text.splitlines() if line.startswith("|   CPU per message")]
-        self.assertEqual(len(cpu), 2 * len(rates))
+        self.assertEqual(len(cpu), 3 * len(rates))
         for line in cpu:
             cells = [c.strip() for c in line.split("|")]
             value, reference = (float(c.replace(",", "")) for c in cells[2:4])

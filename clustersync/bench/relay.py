@@ -568,7 +568,9 @@ def relayRounds(
     variant (name -> L{NodeConfig} attributes; default: C{{"cs": {}}}).
 
     @return: name -> the medians over rounds of C{rate}, C{p50}, C{p99},
-        C{sourceCpu} and C{sinkCpu}, plus C{ratio} (the median of the per-round ratios to the bare
+        C{sourceCpu} and C{sinkCpu}, plus C{cpuBound} (the median of the
+        slower side's CPU µs per message), C{cpuRatio} (the median over
+        rounds of the bare relay's slower side over this one's), C{ratio} (the median of the per-round ratios to the bare
         relay's rate) and C{ratios}; C{"bare"} holds the bare relay's.
     """
     variants = variants or {"cs": {}}
@@ -585,5 +587,13 @@ def relayRounds(
                   for r, b in zip(results, runs["bare"])]
         figures["ratios"] = ratios
         figures["ratio"] = statistics.median(ratios)
+        # The rate each relay's slower side allows, from its CPU time per
+        # message: a ratio that does not depend on how the two processes
+        # happened to be scheduled in that round.
+        bound = [max(r["sourceCpu"], r["sinkCpu"]) for r in results]
+        figures["cpuBound"] = statistics.median(bound)
+        figures["cpuRatio"] = statistics.median(
+            max(b["sourceCpu"], b["sinkCpu"]) / c if c else 0.0
+            for c, b in zip(bound, runs["bare"]))
         out[name] = figures
     return out
