@@ -68,11 +68,14 @@ class GCThresholdsService(Service):
         """Set the thresholds, remembering the process's if it is the first."""
         Service.startService(self)
         holders = self._holders
+        before = tuple(self._gc.get_threshold())
         if not holders.running:
-            holders.saved = tuple(self._gc.get_threshold())
+            holders.saved = before
         holders.running.append(self)
         self._gc.set_threshold(*self.thresholds)
-        self._log.debug("garbage collector thresholds {thresholds}", thresholds=self.thresholds)
+        self._log.info(
+            "garbage collector thresholds {thresholds} (were {before}; gc_thresholds)",
+            thresholds=tuple(self._gc.get_threshold()), before=before)
 
     def stopService(self) -> None:
         """

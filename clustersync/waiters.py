@@ -53,9 +53,9 @@ def fireUpTo(waiters, limit) -> None:
     L{Deferred} with its result: what a link does when its peer
     acknowledged its lines up to C{limit}.
 
-    The L{fire} is written out in the loop (a call per waiter was about 6%
-    of a confirmed send): one turn of this loop does what
-    C{fire(waiter[1], waiter[2])} does.
+    The L{fire} is written out in the loop (a call per waiter cost about
+    250 machine instructions, a little over 1% of a confirmed send): one
+    turn of this loop does what C{fire(waiter[1], waiter[2])} does.
 
     @param waiters: a C{collections.deque} of C{(position, deferred,
         result, ...)} tuples, in position order.

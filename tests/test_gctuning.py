@@ -90,6 +90,20 @@ class GCThresholdsServiceTests(unittest.SynchronousTestCase):
         first.stopService()
         self.assertEqual(self.gc.thresholds, (700, 10, 10))
 
+    def test_startIsLogged(self):
+        """Starting logs the thresholds set and those they replace."""
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.gc.thresholds = (900, 11, 12)
+        service = self.service((50_000,))
+        service.startService()
+        self.addCleanup(service.stopService)
+        [event] = [e for e in events if e.get("log_namespace", "").endswith("GCThresholdsService")]
+        self.assertEqual((event["thresholds"], event["before"]), ((50_000, 11, 12), (900, 11, 12)))
+
     def test_stopWithoutStart(self):
         """Stopping a service that never started changes nothing."""
         self.gc.thresholds = (900, 11, 12)
