@@ -7,8 +7,8 @@ allocations of container objects, by default.  A node under load keeps many
 young objects alive for a short while (every send waiting for its peer's
 acknowledgement holds a L{Deferred}, its callback list and its queue entry),
 so with that default the collector keeps walking them, promoting them, and
-now and then walks the whole heap: about a fifth of the sending node's time
-in the relay benchmark (C{docs/benchmarks.md}).  A larger first threshold
+now and then walks the whole heap: 0.10-0.17 s of the sending node's
+0.7-0.9 s in the relay benchmark (C{docs/benchmarks.md}).  A larger first threshold
 lets most of them die young, before any collection sees them.
 
 The thresholds are a property of the process, not of one node; several nodes
