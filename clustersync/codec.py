@@ -43,8 +43,7 @@ __all__ = [
     "encodeRaw",
     "rawMessage",
     "messageBytes",
-    "directLinePrefix",
-    "encodeDirect",
+    "DirectEncoder",
 ]
 
 #: A 64-bit signed integer, as the spec's ids are.
@@ -499,35 +498,61 @@ def rawMessage(value: object) -> Raw:
     return Raw(messageBytes(value))
 
 
-def directLinePrefix(origin: str) -> bytes:
+class DirectEncoder:
     """
-    The bytes every DIRECT_MESSAGE line from C{origin} starts with, for
-    L{encodeDirect}.
-    """
-    return b'{"type":"DIRECT_MESSAGE","origin":' + _encoder.encode(origin) + b',"payload":{"userId":'
-
-
-def encodeDirect(prefix: bytes, userId: int, value: object) -> bytes:
-    """
-    Encode a DIRECT_MESSAGE line by concatenation: the very bytes
-    C{encode(DirectMessage(origin, DirectMessagePayload(userId,
+    Encode the DIRECT_MESSAGE lines of one origin by concatenation: the
+    very bytes C{encode(DirectMessage(origin, DirectMessagePayload(userId,
     rawMessage(value))))} writes, at a fraction of the cost (the send hot
     path).
 
-    @param prefix: L{directLinePrefix}C{(origin)}.
-    @param userId: an C{int} (not a C{bool}).
-    @param value: the application message, as for L{messageBytes}.
-    @raise TypeError: C{value} is not JSON-serialisable.
+    Everything before the message (the envelope, the origin and the
+    C{userId}) is built once per user and kept, for at most L{cacheSize}
+    users at a time (the kept prefixes are dropped all at once when one
+    more is needed; 16,384 prefixes take about 3 MB): a send to a user
+    seen recently costs a dict lookup and two concatenations instead of
+    formatting the id (about 500 machine instructions fewer per send).
+
+    @ivar cacheSize: how many users' prefixes are kept.
     """
-    if isinstance(value, Raw):
-        return b'%b%d,"message":%b}}\n' % (prefix, userId, messageBytes(value))
-    # messageBytes written out for the common case (a call less: about 200
-    # instructions, 1% of a confirmed send).
-    try:
-        data = _encode(value)
-    except (TypeError, msgspec.EncodeError) as e:
-        raise _notSerialisable(e) from None
-    return b'%b%d,"message":%b}}\n' % (prefix, userId, data)
+
+    def __init__(self, origin: str, cacheSize: int = 16384) -> None:
+        self.cacheSize = cacheSize
+        self._head = (b'{"type":"DIRECT_MESSAGE","origin":' + _encoder.encode(origin)
+                      + b',"payload":{"userId":')
+        self._prefixes: dict[int, bytes] = {}
+
+    def prefix(self, userId: int) -> bytes:
+        """
+        @param userId: an C{int} (not a C{bool}).
+        @return: the bytes a DIRECT_MESSAGE line to C{userId} starts with,
+            up to its C{message}.
+        """
+        prefix = self._prefixes.get(userId)
+        if prefix is None:
+            if len(self._prefixes) >= self.cacheSize:
+                self._prefixes.clear()
+            prefix = self._prefixes[userId] = b'%b%d,"message":' % (self._head, userId)
+        return prefix
+
+    def encode(self, userId: int, value: object) -> bytes:
+        """
+        @param userId: an C{int} (not a C{bool}).
+        @param value: the application message, as for L{messageBytes}.
+        @return: the line, C{\\n} included.
+        @raise TypeError: C{value} is not JSON-serialisable.
+        """
+        # prefix() and messageBytes() written out for the common case (a
+        # cached user and a value that is not a Raw): a call less each.
+        prefix = self._prefixes.get(userId)
+        if prefix is None:
+            prefix = self.prefix(userId)
+        if isinstance(value, Raw):
+            return prefix + messageBytes(value) + b"}}\n"
+        try:
+            data = _encode(value)
+        except (TypeError, msgspec.EncodeError) as e:
+            raise _notSerialisable(e) from None
+        return prefix + data + b"}}\n"
 
 
 def encodeRaw(value: object) -> bytes:

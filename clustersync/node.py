@@ -23,15 +23,14 @@ from clustersync.codec import (
     ChannelMessagePayload,
     ClientDisconnected,
     ClientDisconnectedPayload,
+    DirectEncoder,
     DirectMessage,
     DirectMessagePayload,
     SessionInfo,
     SessionMessage,
     SessionMessagePayload,
-    directLinePrefix,
     encode,
     encodeConnected,
-    encodeDirect,
     encodeSync,
     rawMessage,
 )
@@ -159,7 +158,7 @@ class ClusterNode:
         self.handlers: list = []
         #: message class -> its handlers, in registration order.
         self._dispatch: dict[type, _Handlers] = {}
-        self._directPrefix = directLinePrefix(self.serverId)
+        self._encodeDirect = DirectEncoder(self.serverId).encode
         #: serverId -> (Delivery(0, (serverId,)), (serverId, 0), link,
         #: link.sendConfirmed or None): what a one-peer send fires with, the
         #: context of its error, and the link it was made for (dropped with
@@ -607,7 +606,7 @@ class ClusterNode:
             for serverId in servers:
                 if serverId != self.serverId:
                     try:
-                        line = encodeDirect(self._directPrefix, clienteId, message)
+                        line = self._encodeDirect(clienteId, message)
                     except TypeError as e:
                         return fail(e)
                     return self._sendOne(serverId, line, "DIRECT_MESSAGE")

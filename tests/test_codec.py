@@ -22,6 +22,7 @@ from clustersync.codec import (
     ClientConnected,
     ClientDisconnected,
     ClientDisconnectedPayload,
+    DirectEncoder,
     DirectMessage,
     Hello,
     ProtocolError,
@@ -31,10 +32,8 @@ from clustersync.codec import (
     SyncStatePayload,
     decode,
     decodeLines,
-    directLinePrefix,
     encode,
     encodeConnected,
-    encodeDirect,
     encodeRaw,
     encodeSync,
     messageBytes,
@@ -773,42 +772,68 @@ class ProtocolErrorTests(unittest.SynchronousTestCase):
                         pass
 
 
-class EncodeDirectTests(unittest.SynchronousTestCase):
+class DirectEncoderTests(unittest.SynchronousTestCase):
     """
-    The send hot path builds a DIRECT_MESSAGE line by concatenation; it
-    must be the very bytes the typed encoder writes.
+    The send hot path builds a DIRECT_MESSAGE line by concatenation
+    (L{DirectEncoder}); it must be the very bytes the typed encoder writes.
     """
 
     def test_sameBytesAsEncode(self):
         """
         For origins needing escapes, ids at the Int64 bounds and messages of
         every JSON kind (a L{msgspec.Raw} with a newline included),
-        L{encodeDirect} equals L{encode} of the L{DirectMessage}, and the
-        line decodes back to the same routing and message.
+        L{DirectEncoder.encode} equals L{encode} of the L{DirectMessage},
+        the first time and again from its kept prefix, and the line decodes
+        back to the same routing and message.
         """
         origins = ["srv-a", 'sr"v\\é', "\u2603 \t"]
         ids = [0, 7, -1, 2**63 - 1, -(2**63)]
         values = [{"t": 1, "p": "x\ny"}, "hola", 42, None, [1, {"a": []}], 1.5, True,
                   msgspec.Raw(b'{"a":\n1}')]
         for origin in origins:
-            prefix = directLinePrefix(origin)
+            encoder = DirectEncoder(origin)
             for userId in ids:
                 for value in values:
                     expected = encode(DirectMessage(origin, codec.DirectMessagePayload(
                         userId, rawMessage(value))))
-                    line = encodeDirect(prefix, userId, value)
-                    self.assertEqual(line, expected, (origin, userId, value))
+                    for attempt in ("first", "kept"):
+                        line = encoder.encode(userId, value)
+                        self.assertEqual(line, expected, (origin, userId, value, attempt))
                     back = decode(line[:-1])
                     self.assertEqual((back.origin, back.payload.userId), (origin, userId))
                     self.assertEqual(bytes(back.payload.message), bytes(rawMessage(value)))
 
+    def test_prefixesKeptUpToCacheSize(self):
+        """
+        L{DirectEncoder} keeps at most C{cacheSize} users' prefixes: the one
+        after that starts the cache afresh, and every line stays right.
+        """
+        encoder = DirectEncoder("a", cacheSize=3)
+        for userId in (1, 2, 3):
+            encoder.encode(userId, 0)
+        self.assertEqual(sorted(encoder._prefixes), [1, 2, 3])
+        self.assertIs(encoder.prefix(2), encoder.prefix(2))
+        line = encoder.encode(4, 0)
+        self.assertEqual(sorted(encoder._prefixes), [4])
+        self.assertEqual(line, encode(DirectMessage(
+            "a", codec.DirectMessagePayload(4, rawMessage(0)))))
+        self.assertEqual(encoder.encode(1, 0), encode(DirectMessage(
+            "a", codec.DirectMessagePayload(1, rawMessage(0)))))
+        self.assertEqual(sorted(encoder._prefixes), [1, 4])
+
     def test_messageBytesRefusesWhatRawMessageRefuses(self):
-        """A value JSON cannot hold is a C{TypeError} from all three."""
+        """
+        A value JSON cannot hold is a C{TypeError} from all three, and the
+        encoder writes the right line for the next value.
+        """
+        encoder = DirectEncoder("a")
         for value in (object(), {1j: 2}, {"a": {1, 2}.__iter__()}):
             self.assertRaises(TypeError, messageBytes, value)
             self.assertRaises(TypeError, rawMessage, value)
-            e = self.assertRaises(TypeError, encodeDirect, directLinePrefix("a"), 1, value)
+            e = self.assertRaises(TypeError, encoder.encode, 1, value)
             self.assertIn("not JSON-serialisable", str(e))
+        self.assertEqual(encoder.encode(1, "ok"), encode(DirectMessage(
+            "a", codec.DirectMessagePayload(1, rawMessage("ok")))))
 
 
 def perLine(lines: list[bytes]) -> list | None:
