@@ -1,7 +1,7 @@
 """
 In-process counters of one node.
 
-Plain dictionaries, cheap on the hot path; exporters (the status page,
+Plain lists and dictionaries, cheap on the hot path; exporters (the status page,
 C{/metrics}) read them through L{Metrics.snapshot}.
 """
 
@@ -11,18 +11,25 @@ from collections import Counter
 
 from clustersync.codec import EXTENSION_TYPES, MESSAGE_TYPES
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "WIRE_TYPES", "TYPE_INDEX"]
+
+#: The wire types counted per type, in the order of L{Metrics.inCounts}
+#: and L{Metrics.outCounts}.
+WIRE_TYPES: tuple[str, ...] = (*MESSAGE_TYPES, *EXTENSION_TYPES)
+
+#: Wire type -> its position in L{Metrics.inCounts} and L{Metrics.outCounts}.
+TYPE_INDEX: dict[str, int] = {name: i for i, name in enumerate(WIRE_TYPES)}
 
 
 class Metrics:
     """
     Counters of one node.
 
-    @ivar inByType: wire type -> messages received (decoded) from peers;
-        a plain C{dict} holding every wire type, for the hot path to
-        increment (a L{Counter}, a C{dict} subclass, costs about four times
-        as much per increment).
-    @ivar outByType: wire type -> lines written to peers, likewise.
+    @ivar inCounts: messages received (decoded) from peers, per wire type:
+        a list indexed by L{TYPE_INDEX}, for the hot paths to increment (a
+        list item costs about half the instructions of a C{dict} entry per
+        increment, and a quarter of a L{Counter}'s).
+    @ivar outCounts: lines written to peers, per wire type, likewise.
     @ivar rejectedInputs: reason -> inputs refused (bad lines, limits, ...).
     @ivar linksClosed: reason -> links closed by this node.
     @ivar handlerErrors: handler name -> exceptions raised by it.
@@ -31,8 +38,8 @@ class Metrics:
     """
 
     def __init__(self) -> None:
-        self.inByType: dict[str, int] = dict.fromkeys((*MESSAGE_TYPES, *EXTENSION_TYPES), 0)
-        self.outByType: dict[str, int] = dict.fromkeys((*MESSAGE_TYPES, *EXTENSION_TYPES), 0)
+        self.inCounts: list[int] = [0] * len(WIRE_TYPES)
+        self.outCounts: list[int] = [0] * len(WIRE_TYPES)
         self.rejectedInputs: Counter[str] = Counter()
         self.linksClosed: Counter[str] = Counter()
         self.handlerErrors: Counter[str] = Counter()
@@ -42,14 +49,28 @@ class Metrics:
         self.syncSeconds = 0.0
 
     @property
+    def inByType(self) -> dict[str, int]:
+        """Wire type -> messages received, every type (a copy of L{inCounts})."""
+        return dict(zip(WIRE_TYPES, self.inCounts))
+
+    @property
+    def outByType(self) -> dict[str, int]:
+        """Wire type -> lines written, every type (a copy of L{outCounts})."""
+        return dict(zip(WIRE_TYPES, self.outCounts))
+
+    @property
     def messagesIn(self) -> Counter[str]:
-        """A copy of L{inByType} without the types never seen."""
-        return Counter({k: v for k, v in self.inByType.items() if v})
+        """Wire type -> messages received, without the types never seen."""
+        return Counter({k: v for k, v in zip(WIRE_TYPES, self.inCounts) if v})
 
     @property
     def messagesOut(self) -> Counter[str]:
-        """A copy of L{outByType} without the types never sent."""
-        return Counter({k: v for k, v in self.outByType.items() if v})
+        """Wire type -> lines written, without the types never sent."""
+        return Counter({k: v for k, v in zip(WIRE_TYPES, self.outCounts) if v})
+
+    def countOut(self, kind: str, n: int = 1) -> None:
+        """Count C{n} lines of wire type C{kind} written to peers."""
+        self.outCounts[TYPE_INDEX[kind]] += n
 
     def rejected(self, reason: str) -> None:
         """Count one refused input."""

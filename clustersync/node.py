@@ -44,11 +44,14 @@ from clustersync.errors import (
     UnknownUser,
 )
 from clustersync.interfaces import ICluster, IMessageHandler
-from clustersync.metrics import Metrics
+from clustersync.metrics import TYPE_INDEX, Metrics
 from clustersync.state import ADDED, JOINED, REMOVED, Change, ClusterState, StateLimitError
 from clustersync.tls import LinkSecurity
 
 __all__ = ["ClusterNode", "Delivery", "PeerInfo"]
+
+#: Where DIRECT_MESSAGE lines are counted in L{Metrics.outCounts}.
+_DIRECT = TYPE_INDEX["DIRECT_MESSAGE"]
 
 
 class Delivery(NamedTuple):
@@ -186,6 +189,7 @@ class ClusterNode:
             if handlers is None:
                 handlers = self._dispatch[cls] = _Handlers()
                 handlers.tag = typeName
+                handlers.index = TYPE_INDEX[typeName]
             handlers.append(handler)
             # The one handler of a type may offer a quicker callable doing
             # the same (see _Handlers.fast); a second handler turns it off.
@@ -201,9 +205,9 @@ class ClusterNode:
         cls = message.__class__
         handlers = self._dispatch.get(cls)
         if handlers is None:  # a type no handler takes: counted all the same
-            self.metrics.inByType[cls.__struct_config__.tag] += 1
+            self.metrics.inCounts[TYPE_INDEX[cls.__struct_config__.tag]] += 1
             return
-        self.metrics.inByType[handlers.tag] += 1
+        self.metrics.inCounts[handlers.index] += 1
         fast = handlers.fast
         if fast is not None:
             try:
@@ -390,7 +394,7 @@ class ClusterNode:
     def _sendSync(self, link) -> None:
         line = encodeSync(self.serverId, self.state.sessionsOf(self.serverId))
         if link.sendLine(line):
-            self.metrics.outByType["SYNC_STATE"] += 1
+            self.metrics.countOut("SYNC_STATE")
 
     # Applying peer state (called by the built-in handlers) ------------------
 
@@ -502,10 +506,13 @@ class ClusterNode:
 
     # ICluster: sends -------------------------------------------------------
 
-    def _sendOne(self, serverId: str, line: bytes, kind: str) -> Deferred:
+    def _sendOne(self, serverId: str, line: bytes, counter: int) -> Deferred:
         """
         Write C{line} to the one remote server C{serverId} (the common case
         of L{_forward}, kept to a few objects per send).
+
+        @param counter: the position of the line's wire type in
+            L{Metrics.outCounts} (L{TYPE_INDEX}).
         """
         link = self._links.get(serverId)
         if link is not None:
@@ -521,10 +528,10 @@ class ClusterNode:
             if sendConfirmed is not None:
                 d = sendConfirmed(line, one[0], _unconfirmedOne, one[1])
                 if d is not None:
-                    self.metrics.outByType[kind] += 1
+                    self.metrics.outCounts[counter] += 1
                     return d
             elif link.sendLine(line):
-                self.metrics.outByType[kind] += 1
+                self.metrics.outCounts[counter] += 1
                 whenAcknowledged = getattr(link, "whenAcknowledged", None) if confirm else None
                 if whenAcknowledged is not None:
                     return whenAcknowledged(one[0], _unconfirmedOne, one[1])
@@ -540,7 +547,7 @@ class ClusterNode:
         if len(servers) == 1:
             for serverId in servers:
                 if serverId != self.serverId:
-                    return self._sendOne(serverId, encode(makeMessage()), kind)
+                    return self._sendOne(serverId, encode(makeMessage()), TYPE_INDEX[kind])
         local = 0
         sent = []
         acks = []
@@ -560,7 +567,7 @@ class ClusterNode:
             else:
                 unreachable.append(serverId)
         if sent:
-            self.metrics.outByType[kind] += len(sent)
+            self.metrics.countOut(kind, len(sent))
         delivery = Delivery(local, tuple(sorted(sent)))
         if unreachable:
             return fail(PeerUnavailable(sorted(unreachable), delivery))
@@ -609,7 +616,7 @@ class ClusterNode:
                         line = self._encodeDirect(clienteId, message)
                     except TypeError as e:
                         return fail(e)
-                    return self._sendOne(serverId, line, "DIRECT_MESSAGE")
+                    return self._sendOne(serverId, line, _DIRECT)
         try:
             raw = rawMessage(message)
         except TypeError as e:
@@ -715,7 +722,7 @@ class ClusterNode:
         for link in self._links.values():
             if link.sendLine(line):
                 n += 1
-        self.metrics.outByType[kind] += n
+        self.metrics.countOut(kind, n)
 
     def clientConnected(self, sessionId: str, clienteId: int, usuario: str,
                         ip: str | None = None, canales=()) -> Deferred:
@@ -798,7 +805,8 @@ def _unconfirmedOne(context) -> PeerUnavailable:
 
 class _Handlers(list):
     """
-    The handlers of one message type, and its wire name (C{tag}).
+    The handlers of one message type, its wire name (C{tag}) and the
+    position of its counters (C{index}, see L{TYPE_INDEX}).
 
     @ivar fast: when the type has one handler and it has a C{bindFast(node)}
         method (built-in handlers on the hot path), the C{(link, message)}
@@ -806,11 +814,12 @@ class _Handlers(list):
         does; otherwise C{None}.
     """
 
-    __slots__ = ("tag", "fast")
+    __slots__ = ("tag", "index", "fast")
 
     def __init__(self) -> None:
         super().__init__()
         self.tag = ""
+        self.index = 0
         self.fast = None
 
 

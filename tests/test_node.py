@@ -742,6 +742,19 @@ class DirectDispatchTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         self.assertEqual(self.node.metrics.handlerErrors, {})
 
+    def test_typeWithoutHandlerCounted(self) -> None:
+        """
+        A message of a type no handler takes (a node built without the
+        built-ins) changes nothing and is counted under its own type only.
+        """
+        bare = ClusterNode(NodeConfig(serverId="srv-a", listen=None, clients=None), self.clock)
+        bare.setLocalDelivery(self.delivery)
+        bare.dispatch(self.b, decode(
+            b'{"type":"DIRECT_MESSAGE","origin":"srv-b","payload":{"userId":42,'
+            b'"message":{"a":1}}}'))
+        self.assertEqual(bare.metrics.messagesIn, {"DIRECT_MESSAGE": 1})
+        self.assertEqual(self.delivery.calls, [])
+
 
 class QueryTests(NodeTestMixin, unittest.TestCase):
     """lookupUser, channelMembers, peers, sessions."""
