@@ -162,10 +162,10 @@ class ClusterNode:
         #: message class -> its handlers, in registration order.
         self._dispatch: dict[type, _Handlers] = {}
         self._encodeDirect = DirectEncoder(self.serverId).encode
-        #: serverId -> (Delivery(0, (serverId,)), (serverId, 0), link,
+        #: serverId -> (Delivery(0, (serverId,)), (serverId, 0),
         #: link.sendConfirmed or None): what a one-peer send fires with, the
-        #: context of its error, and the link it was made for (dropped with
-        #: that link).
+        #: context of its error, and the confirmed send of the peer's current
+        #: link (dropped when that link is replaced or lost).
         self._oneServer: dict[str, tuple] = {}
         for h in handlers:
             self.registerHandler(h)
@@ -517,14 +517,12 @@ class ClusterNode:
         link = self._links.get(serverId)
         if link is not None:
             one = self._oneServer.get(serverId)
-            if one is None or one[2] is not link:
-                # Per peer, for its current link: what the send fires with, the
-                # context of its error, and the link's confirmed send (if any).
+            if one is None:
                 one = self._oneServer[serverId] = (
-                    Delivery(0, (serverId,)), (serverId, 0), link,
+                    Delivery(0, (serverId,)), (serverId, 0),
                     getattr(link, "sendConfirmed", None))
             confirm = self.config.confirmSends
-            sendConfirmed = one[3] if confirm else None
+            sendConfirmed = one[2] if confirm else None
             if sendConfirmed is not None:
                 d = sendConfirmed(line, one[0], _unconfirmedOne, one[1])
                 if d is not None:

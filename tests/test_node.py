@@ -671,6 +671,28 @@ class OnePeerSendTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(first.lines, [])
         self.assertEqual([json.loads(x)["payload"]["message"] for x in second.lines], ["dos"])
 
+    def test_replacedLinkNotWrittenTo(self) -> None:
+        """
+        When a second link to the peer wins the tie-break over the one in
+        use (srv-a keeps its outbound link to srv-d), sends go to the
+        winner only.
+        """
+        first = _ConfirmingLink("srv-d", "inbound")
+        self.node.linkOpened(first)
+        self.node.linkEstablished(first)
+        self.remote(first, "ld1", 55)
+        self.successResultOf(self.node.sendToUser(55, "uno"))
+        second = _ConfirmingLink("srv-d", "outbound")
+        self.node.linkOpened(second)
+        self.node.linkEstablished(second)
+        self.assertTrue(first.duplicate)
+        first.lines.clear()
+        second.lines.clear()
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "dos")).servers,
+                         ("srv-d",))
+        self.assertEqual(first.lines, [])
+        self.assertEqual([json.loads(x)["payload"]["message"] for x in second.lines], ["dos"])
+
 
 class DirectDispatchTests(NodeTestMixin, unittest.TestCase):
     """
