@@ -167,7 +167,8 @@ class ICluster(Interface):
             L{UnknownUser} if no session of that user exists anywhere, with
             L{PeerUnavailable} if a hosting server's link could not take it
             (the servers it did reach are on the error), with C{TypeError}
-            if C{message} is not JSON-serialisable.
+            if C{message} is not JSON-serialisable or C{clienteId} is not an
+            C{int} (a C{bool} is not one).
         """
 
     def sendToChannel(canalId, message, excludeSessionId=None):
@@ -178,7 +179,8 @@ class ICluster(Interface):
 
         @return: a L{Deferred} firing with a L{Delivery}; failing with
             L{UnknownChannel} if the channel has no member anywhere (the
-            excluded sender aside), with L{PeerUnavailable} as above.
+            excluded sender aside), with L{PeerUnavailable} as above, with
+            C{TypeError} as above (C{canalId} for C{clienteId}).
         """
 
     def sendToSession(sessionId, message, serverId=None):

@@ -783,8 +783,10 @@ class DirectEncoderTests(unittest.SynchronousTestCase):
         For origins needing escapes, ids at the Int64 bounds and messages of
         every JSON kind (a L{msgspec.Raw} with a newline included),
         L{DirectEncoder.encode} equals L{encode} of the L{DirectMessage},
-        the first time and again from its kept prefix, and the line decodes
-        back to the same routing and message.
+        the first time and again from its kept prefix, and so does its
+        C{prefix} + L{codec.encodeValue} + C{SUFFIX} for a value that is not
+        a L{msgspec.Raw}; the line decodes back to the same routing and
+        message.
         """
         origins = ["srv-a", 'sr"v\\é', "\u2603 \t"]
         ids = [0, 7, -1, 2**63 - 1, -(2**63)]
@@ -799,6 +801,10 @@ class DirectEncoderTests(unittest.SynchronousTestCase):
                     for attempt in ("first", "kept"):
                         line = encoder.encode(userId, value)
                         self.assertEqual(line, expected, (origin, userId, value, attempt))
+                    if not isinstance(value, msgspec.Raw):
+                        # The way a caller that keeps the prefix builds the line.
+                        self.assertEqual(encoder.prefix(userId) + codec.encodeValue(value)
+                                         + DirectEncoder.SUFFIX, expected)
                     back = decode(line[:-1])
                     self.assertEqual((back.origin, back.payload.userId), (origin, userId))
                     self.assertEqual(bytes(back.payload.message), bytes(rawMessage(value)))
