@@ -173,11 +173,9 @@ class ClusterNode:
         #: context of its error, and the confirmed send of the peer's current
         #: link (dropped when that link is replaced or lost).
         self._oneServer: dict[str, tuple] = {}
-        #: clienteId -> (serverId, the DIRECT_MESSAGE prefix, then the
-        #: serverId's L{_oneServer} entry: delivery, context, sendConfirmed):
-        #: the route of a user on one remote server, resolved by a confirmed
-        #: send and kept so that the next sends skip the layers between
-        #: L{sendToUser} and the link (see L{sendToUser}).  Emptied when a
+        #: clienteId -> the route of a user on one remote server (see
+        #: L{_keepRoute}), kept by a first send so that the next ones skip
+        #: the layers between L{sendToUser} and the link.  Emptied when a
         #: link is replaced or lost, and when it holds L{ROUTES} users.
         self._routes: dict[int, tuple] = {}
         for h in handlers:
@@ -628,10 +626,11 @@ class ClusterNode:
         ones, while the user's only server is still the route's and the
         peer's link the same (L{linkEstablished} and L{linkLost} empty the
         routes), build the line from the kept prefix and call the link's
-        C{sendConfirmed} directly: the same line, the same L{Deferred} and
-        the same counter, at about 2,500 machine instructions fewer per
-        send.  A message that is not a C{dict}, one the encoder refuses,
-        and sends with C{confirm_sends} off take the first way.
+        C{sendConfirmed} (its C{sendLine} with C{confirm_sends} off)
+        directly: the same line, the same L{Deferred} and the same counter,
+        at about 2,500 machine instructions fewer per send.  A message that
+        is not a C{dict}, one the encoder refuses, and a route kept under
+        another C{confirm_sends} take the first way.
         """
         servers = self._userServers.get(clienteId, ())  # state.serversOfUser, without a call
         if len(servers) == 1 and type(clienteId) is int:
@@ -640,15 +639,20 @@ class ClusterNode:
                 route is not None
                 and route[0] in servers
                 and message.__class__ is dict
-                and self.config.confirmSends
+                and route[5] is self.config.confirmSends
             ):
                 try:
                     data = encodeValue(message)
                 except Exception:
                     pass  # the way below fails the send with the codec's error
                 else:
-                    d = route[4](route[1] + data + b"}}\n", route[2], _unconfirmedOne, route[3])
-                    if d is None:  # what _sendOne does when nothing was written
+                    # What _sendOne does, with the link's send kept in the route.
+                    line = route[1] + data + b"}}\n"
+                    if route[5]:
+                        d = route[4](line, route[2], _unconfirmedOne, route[3])
+                    else:
+                        d = succeed(route[2]) if route[4](line) else None
+                    if d is None:  # nothing was written
                         return fail(PeerUnavailable([route[0]], Delivery(0, ())))
                     self.metrics.outCounts[_DIRECT] += 1
                     return d
@@ -659,13 +663,7 @@ class ClusterNode:
                     except TypeError as e:
                         return fail(e)
                     d = self._sendOne(serverId, line, _DIRECT)
-                    one = self._oneServer.get(serverId)
-                    if one is not None and one[2] is not None and self.config.confirmSends:
-                        routes = self._routes
-                        if len(routes) >= ROUTES:
-                            routes.clear()
-                        routes[clienteId] = (
-                            serverId, self._directEncoder.prefix(clienteId), *one)
+                    self._keepRoute(clienteId, serverId)
                     return d
         try:
             if type(clienteId) is not int:  # True would find user 1
@@ -682,6 +680,29 @@ class ClusterNode:
             make,
             "DIRECT_MESSAGE",
         )
+
+    def _keepRoute(self, clienteId: int, serverId: str) -> None:
+        """
+        Keep the route of user C{clienteId}, whose one server is the
+        remote C{serverId}, for L{sendToUser}: C{(serverId, prefix,
+        delivery, context, send, confirm)}, where C{send} is the link's
+        C{sendConfirmed} when C{confirm} (the C{confirm_sends} it was kept
+        under) is set, its C{sendLine} otherwise.  Nothing is kept without
+        a link, or when confirmed sends are asked of a link that has no
+        C{sendConfirmed}.
+        """
+        one = self._oneServer.get(serverId)
+        if one is None:
+            return
+        confirm = self.config.confirmSends
+        send = one[2] if confirm else self._links[serverId].sendLine
+        if send is None:
+            return
+        routes = self._routes
+        if len(routes) >= ROUTES:
+            routes.clear()
+        routes[clienteId] = (
+            serverId, self._directEncoder.prefix(clienteId), one[0], one[1], send, confirm)
 
     def sendToChannel(self, canalId: int, message, excludeSessionId: str | None = None) -> Deferred:
         """See L{ICluster.sendToChannel}."""

@@ -905,6 +905,34 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
                          ("srv-e",))
         self.assertEqual(self.messages(pending), [{"n": 1}, {"n": 2}, {"n": 3}])
 
+    def test_confirmSendsOff(self) -> None:
+        """
+        With C{confirm_sends} off, the route keeps the link's C{sendLine}:
+        sends fire at once with the same lines, a refusing link fails them
+        with L{PeerUnavailable}, and turning confirmation back on makes them
+        wait for the peer again.
+        """
+        self.node.config.confirmSends = False
+        pending = self.confirming("srv-e", cls=_PendingLink)
+        self.remote(pending, "le1", 66)
+        for n in range(3):
+            self.assertEqual(self.successResultOf(self.node.sendToUser(66, {"n": n})),
+                             Delivery(0, ("srv-e",)))
+        self.assertIs(self.node._routes[66][5], False)
+        self.assertEqual(pending.lines, [
+            encode(DirectMessage("srv-a", DirectMessagePayload(66, rawMessage({"n": n}))))
+            for n in range(3)])
+        self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 3)
+        pending.accept = False
+        f = self.failureResultOf(self.node.sendToUser(66, {"n": 3}), PeerUnavailable)
+        self.assertEqual(f.value.servers, ("srv-e",))
+        pending.accept = True
+        self.node.config.confirmSends = True
+        self.assertNoResult(self.node.sendToUser(66, {"n": 4}))
+        self.assertNoResult(self.node.sendToUser(66, {"n": 5}))
+        self.assertEqual(self.messages(pending)[-2:], [{"n": 4}, {"n": 5}])
+        self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 5)
+
     def test_bounded(self) -> None:
         """
         At most L{ROUTES} routes are kept: one more empties them, and sends
