@@ -682,14 +682,21 @@ class PeerProtocol(LineOnlyReceiver):
         Should the link stop being established half-way, the lines left
         go through L{lineReceived}.
         """
-        receive = self._receiveMessage
+        # _receiveMessage written out for the common message (from the
+        # peer, neither X_RECEIVED nor SYNC_STATE): a call less per message.
+        serverId = self.serverId
+        dispatch = self.node.dispatch
         i = 0
         for message in messages:
             if self.state is not _ESTABLISHED or self._closeReason is not None:
                 self._receiveLines(lines[i:])
                 return
             i += 1
-            receive(message)
+            cls = message.__class__
+            if cls is XReceived or cls is SyncState or message.origin != serverId:
+                self._receiveMessage(message)
+            else:
+                dispatch(self, message)
 
     def _receiveMessage(self, message) -> None:
         """

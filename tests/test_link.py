@@ -577,12 +577,14 @@ class ReadAtOnceTests(LinkTestMixin, unittest.TestCase):
     def test_sameAsLineByLine(self) -> None:
         """
         The same read gives the same state, counters and events whether
-        its lines are decoded together or one by one.
+        its lines are decoded together or one by one: ordinary messages,
+        a SYNC_STATE, a wrong origin, a HELLO again and an X_RECEIVED.
         """
         data = (sync("srv-a", "s1", "s2") + connected("srv-a", "s3", canales=[4])
                 + line("CHANNEL_MEMBERSHIP", "srv-a", {"sessionId": "s1", "clienteId": 7,
                                                        "canalId": 4, "action": "JOIN"})
                 + connected("srv-z", "s9") + hello("srv-a")
+                + line("X_RECEIVED", "srv-a", {"lines": 0})
                 + line("CLIENT_DISCONNECTED", "srv-a", {"sessionId": "s2", "clienteId": 7}))
 
         realDecodeLines = linkModule.decodeLines
@@ -608,7 +610,10 @@ class ReadAtOnceTests(LinkTestMixin, unittest.TestCase):
                     self.listener.events, proto.linesReceived, proto.syncsReceived)
 
         together = outcome(True)
-        self.assertEqual(together[2], {"origin_mismatch": 1, "duplicate_hello": 1})
+        self.assertEqual(together[2], {"origin_mismatch": 1, "duplicate_hello": 1,
+                                       "unexpected_receipt": 1})
+        self.assertEqual(together[4], 7)  # HELLO and 6 lines; the X_RECEIVED is not counted
+        self.assertEqual(together[5], 1)
         self.assertEqual(together, outcome(False))
 
 
