@@ -332,11 +332,16 @@ _typeDecoder = msgspec.json.Decoder(_TypeOnly)
 _encoder = msgspec.json.Encoder()
 _encode = _encoder.encode
 
+#: What the encoder raises for an application value it cannot encode: an
+#: unsupported type, an integer out of range, or a value that contains
+#: itself (C{RecursionError}).
+_REFUSED = (TypeError, msgspec.EncodeError, RecursionError)
+
 #: Encode an application value that is not a L{msgspec.Raw}: the bytes
 #: L{messageBytes} gives for it, without a Python call in between (the send
-#: hot path, L{DirectEncoder}).  It raises C{TypeError} or
-#: L{msgspec.EncodeError} for a value it cannot encode, where
-#: L{messageBytes} raises C{TypeError} with a clearer message.
+#: hot path, L{DirectEncoder}).  It raises C{TypeError},
+#: L{msgspec.EncodeError} or C{RecursionError} for a value it cannot encode,
+#: where L{messageBytes} raises C{TypeError} with a clearer message.
 encodeValue = _encode
 
 
@@ -481,7 +486,7 @@ def messageBytes(value: object) -> bytes:
         return data.replace(b"\n", b" ") if b"\n" in data else data
     try:
         return _encode(value)
-    except (TypeError, msgspec.EncodeError) as e:
+    except _REFUSED as e:
         raise _notSerialisable(e) from None
 
 
@@ -565,7 +570,7 @@ class DirectEncoder:
             return prefix + messageBytes(value) + self.SUFFIX
         try:
             data = _encode(value)
-        except (TypeError, msgspec.EncodeError) as e:
+        except _REFUSED as e:
             raise _notSerialisable(e) from None
         return prefix + data + b"}}\n"  # SUFFIX, without the attribute lookup
 

@@ -571,12 +571,18 @@ class SendTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(f.value.delivery.servers, ("srv-b",))
 
     def test_notJson(self) -> None:
-        """A message that is not JSON-serialisable fails with C{TypeError}; nothing sent."""
-        for d in (self.node.sendToUser(42, object()),
-                  self.node.sendToChannel(3, {1j}),
-                  self.node.sendToSession("lb1", object()),
-                  self.node.broadcast(object())):
-            self.failureResultOf(d, TypeError)
+        """
+        A message that is not JSON-serialisable (an unknown type, or a value
+        that contains itself) fails with C{TypeError}; nothing sent.
+        """
+        cyclic: dict = {}
+        cyclic["self"] = cyclic
+        for bad in (object(), {1j}, cyclic):
+            for d in (self.node.sendToUser(42, bad),
+                      self.node.sendToChannel(3, bad),
+                      self.node.sendToSession("lb1", bad),
+                      self.node.broadcast(bad)):
+                self.failureResultOf(d, TypeError)
         self.noLines()
         self.assertEqual(self.delivery.calls, [])
 
@@ -852,6 +858,10 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         f = self.failureResultOf(self.node.sendToUser(55, {"n": object()}), TypeError)
         self.assertIn("not JSON-serialisable", str(f.value))
         f = self.failureResultOf(self.node.sendToUser(55, {(1, 2): 1}), TypeError)
+        self.assertIn("not JSON-serialisable", str(f.value))
+        cyclic: dict = {}
+        cyclic["self"] = cyclic
+        f = self.failureResultOf(self.node.sendToUser(55, cyclic), TypeError)
         self.assertIn("not JSON-serialisable", str(f.value))
         self.assertEqual(self.d.lines, [])
 
