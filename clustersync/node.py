@@ -663,7 +663,8 @@ class ClusterNode:
                     except TypeError as e:
                         return fail(e)
                     d = self._sendOne(serverId, line, _DIRECT)
-                    self._keepRoute(clienteId, serverId)
+                    if message.__class__ is dict:  # the only messages routes take
+                        self._keepRoute(clienteId, serverId)
                     return d
         try:
             if type(clienteId) is not int:  # True would find user 1

@@ -867,12 +867,14 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
 
     def test_otherMessages(self) -> None:
         """
-        Messages that are not a C{dict} take the first way with a route
-        kept: an encoded L{msgspec.Raw} still has its newlines turned into
-        spaces.
+        Messages that are not a C{dict} keep no route, and take the first
+        way with a route kept: an encoded L{msgspec.Raw} still has its
+        newlines turned into spaces.
         """
         from msgspec import Raw
 
+        self.node.sendToUser(55, "uno")
+        self.assertNotIn(55, self.node._routes)  # kept for dict messages only
         self.node.sendToUser(55, {"n": 1})
         self.d.lines.clear()
         self.successResultOf(self.node.sendToUser(55, Raw(b'{"a":\n1}')))
