@@ -23,6 +23,7 @@ from clustersync.codec import (
     ChannelMessagePayload,
     ClientDisconnected,
     ClientDisconnectedPayload,
+    DIRECT_SUFFIX,
     DirectEncoder,
     DirectMessage,
     DirectMessagePayload,
@@ -647,7 +648,7 @@ class ClusterNode:
                     pass  # the way below fails the send with the codec's error
                 else:
                     # What _sendOne does, with the link's send kept in the route.
-                    line = route[1] + data + b"}}\n"
+                    line = route[1] + data + DIRECT_SUFFIX
                     if route[5]:
                         d = route[4](line, route[2], _unconfirmedOne, route[3])
                     else:

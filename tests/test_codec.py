@@ -784,9 +784,9 @@ class DirectEncoderTests(unittest.SynchronousTestCase):
         every JSON kind (a L{msgspec.Raw} with a newline included),
         L{DirectEncoder.encode} equals L{encode} of the L{DirectMessage},
         the first time and again from its kept prefix, and so does its
-        C{prefix} + L{codec.encodeValue} + C{SUFFIX} for a value that is not
-        a L{msgspec.Raw}; the line decodes back to the same routing and
-        message.
+        C{prefix} + L{codec.encodeValue} + L{codec.DIRECT_SUFFIX} for a
+        value that is not a L{msgspec.Raw}; the line decodes back to the
+        same routing and message.
         """
         origins = ["srv-a", 'sr"v\\é', "\u2603 \t"]
         ids = [0, 7, -1, 2**63 - 1, -(2**63)]
@@ -804,7 +804,7 @@ class DirectEncoderTests(unittest.SynchronousTestCase):
                     if not isinstance(value, msgspec.Raw):
                         # The way a caller that keeps the prefix builds the line.
                         self.assertEqual(encoder.prefix(userId) + codec.encodeValue(value)
-                                         + DirectEncoder.SUFFIX, expected)
+                                         + codec.DIRECT_SUFFIX, expected)
                     back = decode(line[:-1])
                     self.assertEqual((back.origin, back.payload.userId), (origin, userId))
                     self.assertEqual(bytes(back.payload.message), bytes(rawMessage(value)))

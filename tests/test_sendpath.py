@@ -30,60 +30,6 @@ class _ConfirmingLink(FakeLink):
         return succeed(result)
 
 
-class OnePeerSendTests(NodeTestMixin, unittest.TestCase):
-    """
-    A send to a user on one peer goes through the link's C{sendConfirmed},
-    looked up once per link: a replaced link is never written to again.
-    """
-
-    def test_newLinkAfterLoss(self) -> None:
-        """
-        After the peer's link is lost and a new one established, sends go
-        to the new link only, and fire with the peer as destination.
-        """
-        first = _ConfirmingLink("srv-d")
-        self.node.linkOpened(first)
-        self.node.linkEstablished(first)
-        self.remote(first, "ld1", 55)
-        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "uno")).servers,
-                         ("srv-d",))
-        self.node.linkLost(first, "gone", True)
-        self.assertNotIn("srv-d", self.node._oneServer)  # the lost link is not kept
-        self.failureResultOf(self.node.sendToUser(55, "perdido"), UnknownUser)
-        second = _ConfirmingLink("srv-d")
-        self.node.linkOpened(second)
-        self.node.linkEstablished(second)
-        self.remote(second, "ld1", 55)
-        first.lines.clear()
-        second.lines.clear()
-        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "dos")).servers,
-                         ("srv-d",))
-        self.assertEqual(first.lines, [])
-        self.assertEqual([json.loads(x)["payload"]["message"] for x in second.lines], ["dos"])
-
-    def test_replacedLinkNotWrittenTo(self) -> None:
-        """
-        When a second link to the peer wins the tie-break over the one in
-        use (srv-a keeps its outbound link to srv-d), sends go to the
-        winner only.
-        """
-        first = _ConfirmingLink("srv-d", "inbound")
-        self.node.linkOpened(first)
-        self.node.linkEstablished(first)
-        self.remote(first, "ld1", 55)
-        self.successResultOf(self.node.sendToUser(55, "uno"))
-        second = _ConfirmingLink("srv-d", "outbound")
-        self.node.linkOpened(second)
-        self.node.linkEstablished(second)
-        self.assertTrue(first.duplicate)
-        first.lines.clear()
-        second.lines.clear()
-        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "dos")).servers,
-                         ("srv-d",))
-        self.assertEqual(first.lines, [])
-        self.assertEqual([json.loads(x)["payload"]["message"] for x in second.lines], ["dos"])
-
-
 class _PendingLink(FakeLink):
     """
     A L{FakeLink} whose confirmed sends wait for an acknowledgement that
@@ -107,10 +53,11 @@ def disconnectedLine(origin: str, sessionId: str, clienteId: int) -> bytes:
 
 class RouteTests(NodeTestMixin, unittest.TestCase):
     """
-    After a first confirmed send to a user on one peer, the node keeps the
-    user's route (L{ClusterNode._routes}) and builds the next lines
-    itself: the same bytes, results, failures and counters as the first
-    way, and never a line to a server or link the user is no longer on.
+    A send to a user on one peer goes through the link's confirmed send.
+    After a first one, the node keeps the user's route
+    (L{ClusterNode._routes}) and builds the next lines itself: the same
+    bytes, results, failures and counters as the first way, and never a
+    line to a server or link the user is no longer on.
     """
 
     def setUp(self) -> None:
@@ -148,6 +95,17 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
             sent.append(encode(DirectMessage("srv-a", DirectMessagePayload(55, rawMessage(message)))))
         self.assertEqual(self.d.lines, sent)
         self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 3)
+
+    def test_routeTaken(self) -> None:
+        """
+        Once the route is kept, a send to the user does not go through the
+        general one-peer send (L{ClusterNode._sendOne}) again.
+        """
+        self.node.sendToUser(55, {"n": 1})
+        self.patch(self.node, "_sendOne", lambda *a: self.fail("_sendOne called"))
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, {"n": 2})),
+                         Delivery(0, ("srv-d",)))
+        self.assertEqual(self.messages(self.d), [{"n": 1}, {"n": 2}])
 
     def test_userMoves(self) -> None:
         """
@@ -192,33 +150,64 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         self.failureResultOf(self.node.sendToUser(55, {"n": 2}), UnknownUser)
         self.assertEqual(self.d.lines, [])
 
+    def checkLinkReplaced(self, message) -> None:
+        """
+        Send C{message(1)} to user 55 over srv-d's inbound link, let an
+        outbound link to srv-d win the tie-break, and check that the next
+        send goes to the winner only and fires with srv-d as destination.
+        """
+        self.successResultOf(self.node.sendToUser(55, message(1)))
+        second = self.confirming("srv-d", "outbound")
+        self.assertTrue(self.d.duplicate)
+        self.assertEqual(self.node._routes, {})
+        self.d.lines.clear()
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, message(2))).servers,
+                         ("srv-d",))
+        self.assertEqual((self.messages(self.d), self.messages(second)), ([], [message(2)]))
+
     def test_linkReplaced(self) -> None:
         """
         When a second link to srv-d wins the tie-break, the routes go with
         the first one: sends go to the winner only.
         """
-        self.node.sendToUser(55, {"n": 1})
-        second = self.confirming("srv-d", "outbound")
-        self.assertTrue(self.d.duplicate)
+        self.checkLinkReplaced(lambda n: {"n": n})
+
+    def test_linkReplacedOtherMessage(self) -> None:
+        """
+        The same for a message that keeps no route (the peer's confirmed
+        send kept per link, L{ClusterNode._oneServer}, goes with the link).
+        """
+        self.checkLinkReplaced(lambda n: f"m{n}")
+
+    def checkLinkLost(self, message) -> None:
+        """
+        Send C{message(1)} to user 55, lose srv-d's link, and check that
+        the user is unknown, then that once srv-d is back the send goes to
+        its new link only and fires with srv-d as destination.
+        """
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, message(1))).servers,
+                         ("srv-d",))
+        self.node.linkLost(self.d, "gone", True)
         self.assertEqual(self.node._routes, {})
+        self.assertNotIn("srv-d", self.node._oneServer)  # the lost link is not kept
+        self.failureResultOf(self.node.sendToUser(55, message(2)), UnknownUser)
+        second = self.confirming("srv-d")
+        self.remote(second, "ld1", 55)
         self.d.lines.clear()
-        self.successResultOf(self.node.sendToUser(55, {"n": 2}))
-        self.assertEqual((self.messages(self.d), self.messages(second)), ([], [{"n": 2}]))
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, message(3))).servers,
+                         ("srv-d",))
+        self.assertEqual((self.messages(self.d), self.messages(second)), ([], [message(3)]))
 
     def test_linkLost(self) -> None:
         """
         A lost link takes its routes: with srv-d gone the user is unknown,
         and once srv-d is back sends go to its new link only.
         """
-        self.node.sendToUser(55, {"n": 1})
-        self.node.linkLost(self.d, "gone", True)
-        self.assertEqual(self.node._routes, {})
-        self.failureResultOf(self.node.sendToUser(55, {"n": 2}), UnknownUser)
-        second = self.confirming("srv-d")
-        self.remote(second, "ld1", 55)
-        self.d.lines.clear()
-        self.successResultOf(self.node.sendToUser(55, {"n": 3}))
-        self.assertEqual((self.messages(self.d), self.messages(second)), ([], [{"n": 3}]))
+        self.checkLinkLost(lambda n: {"n": n})
+
+    def test_linkLostOtherMessage(self) -> None:
+        """The same for a message that keeps no route."""
+        self.checkLinkLost(lambda n: f"m{n}")
 
     def test_linkRefuses(self) -> None:
         """
