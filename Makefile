@@ -25,10 +25,10 @@ run: $(STAMP)
 	$(BIN)/twistd --nodaemon --pidfile= clustersync $(ARGS)
 
 cluster: $(STAMP)
-	$(BIN)/python -m clustersync.devcluster $(ARGS)
+	$(BIN)/python -m clustersync.cli.devcluster $(ARGS)
 
 cluster-node: $(STAMP)
-	$(BIN)/python -m clustersync.devcluster --only $(NODE) $(ARGS)
+	$(BIN)/python -m clustersync.cli.devcluster --only $(NODE) $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/trial --jobs=2 tests

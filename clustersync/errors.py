@@ -1,5 +1,9 @@
 """
-Errors the L{clustersync.interfaces.ICluster} Deferreds fail with.
+Errors of clustersync: those the L{clustersync.interfaces.ICluster}
+Deferreds fail with, a state limit, and a bad configuration value.
+
+A leaf module: every layer may import it and it imports nothing of
+clustersync.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ __all__ = [
     "AmbiguousSession",
     "DuplicateSession",
     "PeerUnavailable",
+    "StateLimitError",
+    "ConfigError",
 ]
 
 
@@ -49,10 +55,28 @@ class PeerUnavailable(ClusterError):
     A server that should receive the message has no usable link.
 
     @ivar servers: the serverIds that could not be reached.
-    @ivar delivery: the L{clustersync.node.Delivery} of what did go out.
+    @ivar delivery: the L{clustersync.cluster.node.Delivery} of what did go out.
     """
 
     def __init__(self, servers, delivery=None):
         self.servers = tuple(servers)
         self.delivery = delivery
         super().__init__(f"unreachable: {', '.join(self.servers)}")
+
+
+class StateLimitError(ValueError):
+    """
+    Applying a change would exceed a configured limit; nothing was changed.
+    """
+
+
+class ConfigError(ValueError):
+    """
+    A configuration value is invalid.
+
+    @ivar key: the configuration key (TOML name) at fault.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: {message}")

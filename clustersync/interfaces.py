@@ -64,10 +64,10 @@ class IMessageHandler(Interface):
         """
         Handle one message.
 
-        @param node: the L{clustersync.node.ClusterNode}: its C{state}, its
+        @param node: the L{clustersync.cluster.node.ClusterNode}: its C{state}, its
             L{ICluster} API and its local delivery.
         @param link: the L{IPeerLink} it arrived on.
-        @param message: the typed message (a class of L{clustersync.codec}).
+        @param message: the typed message (a class of L{clustersync.wire.codec}).
         @return: ignored.  An exception is logged and counted, the link and
             the node stay up.
 
@@ -89,14 +89,14 @@ class IClusterListener(Interface):
         """
         A peer server's link was established.
 
-        @param peer: a L{clustersync.node.PeerInfo}.
+        @param peer: a L{clustersync.cluster.node.PeerInfo}.
         """
 
     def peerDisconnected(peer, reason):
         """
         A peer server's link was lost; its sessions were already removed.
 
-        @param peer: a L{clustersync.node.PeerInfo}.
+        @param peer: a L{clustersync.cluster.node.PeerInfo}.
         @param reason: why (a C{str}).
         """
 
@@ -104,7 +104,7 @@ class IClusterListener(Interface):
         """
         A session appeared (local or remote).
 
-        @param session: a L{clustersync.codec.SessionInfo}; its C{serverId} is
+        @param session: a L{clustersync.wire.codec.SessionInfo}; its C{serverId} is
             the server hosting it.
         """
 
@@ -127,7 +127,7 @@ class ILocalDelivery(Interface):
         """
         Deliver C{message} to local C{sessions}.
 
-        @param sessions: the local L{clustersync.codec.SessionInfo}s, a
+        @param sessions: the local L{clustersync.wire.codec.SessionInfo}s, a
             sequence (a list, or for a direct message the tuple the state
             keeps for that user) to read, not to keep or mutate.
         @param message: the JSON value to deliver, as encoded C{bytes}
@@ -146,7 +146,7 @@ class ICluster(Interface):
     The one door from application code into the cluster.
 
     Every method returns a L{Deferred}.  Sends fire with a
-    L{clustersync.node.Delivery} naming where the message went; they fail
+    L{clustersync.cluster.node.Delivery} naming where the message went; they fail
     with a L{clustersync.errors.ClusterError} subclass, never silently.
     With C{confirm_sends} (the default) a send to peers fires only once its
     line reached each peer's socket (acknowledged by its TCP stack, plain
@@ -207,7 +207,7 @@ class ICluster(Interface):
     def lookupUser(clienteId):
         """
         @return: a L{Deferred} firing with the list of
-            L{clustersync.codec.SessionInfo} of C{clienteId} on every server
+            L{clustersync.wire.codec.SessionInfo} of C{clienteId} on every server
             (empty if none); never fails.
         """
 
@@ -220,7 +220,7 @@ class ICluster(Interface):
     def peers():
         """
         @return: a L{Deferred} firing with the list of
-            L{clustersync.node.PeerInfo} of established links; never fails.
+            L{clustersync.cluster.node.PeerInfo} of established links; never fails.
         """
 
     def sessions():
@@ -235,9 +235,9 @@ class ICluster(Interface):
         CLIENT_CONNECTED to every peer.
 
         @return: a L{Deferred} firing with the new
-            L{clustersync.codec.SessionInfo}; failing with
+            L{clustersync.wire.codec.SessionInfo}; failing with
             L{DuplicateSession} if C{sessionId} is already a local session,
-            with L{clustersync.state.StateLimitError} over a limit, with
+            with L{clustersync.state.cluster.StateLimitError} over a limit, with
             C{TypeError}/C{ValueError} for a value the wire cannot carry
             (ids must be 64-bit C{int}s; C{sessionId}, C{usuario} C{str}s;
             C{ip} a C{str} or C{None}).
@@ -297,8 +297,8 @@ class INodeExtension(Interface):
         Build this extension's service for C{node}.
 
         @param node: the L{ICluster} provider (a
-            L{clustersync.node.ClusterNode}).
-        @param config: the L{clustersync.config.NodeConfig}.
+            L{clustersync.cluster.node.ClusterNode}).
+        @param config: the L{clustersync.app.config.NodeConfig}.
         @param reactor: the reactor to use.
         @return: an L{twisted.application.service.IService} to add under the
             node's L{MultiService}, or C{None} if disabled by C{config}.

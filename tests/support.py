@@ -10,7 +10,7 @@ from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks
 from zope.interface import implementer
 
-from clustersync.config import NodeConfig
+from clustersync.app.config import NodeConfig
 from clustersync.interfaces import IClusterListener, ILocalDelivery
 
 __all__ = ["RecordingDelivery", "Conditions", "ClockGroup", "startNode", "linkPorts"]
@@ -142,7 +142,7 @@ def startNode(testCase, reactor, serverId: str, peers=(), conditions=None, **set
         the node's L{MultiService}, its L{ClusterNode}, its peer port
         number, and a L{RecordingDelivery} set as its local delivery.
     """
-    from clustersync.service import makeNodeService
+    from clustersync.app.service import makeNodeService
 
     settings.setdefault("listen", "tcp:0:interface=127.0.0.1")
     settings.setdefault("clients", None)

@@ -14,7 +14,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
-from clustersync.adminops import formatTable
+from clustersync.cli.adminops import formatTable
 
 from tests.support import Conditions, linkPorts, startNode
 

@@ -14,7 +14,7 @@ from clustersync.bench.main import parser
 from clustersync.bench.relay import Sink, bareLine, messageBody
 from clustersync.bench.report import Row, Section, renderMarkdown
 from clustersync.bench.run import Sizes, runAll
-from clustersync.codec import DirectMessage, DirectMessagePayload, encode, rawMessage
+from clustersync.wire.codec import DirectMessage, DirectMessagePayload, encode, rawMessage
 
 TINY = Sizes(
     relayCount=200,

@@ -18,7 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from clustersync.chat import ChatCore, ServerConnection, _parseAddress, formatEvent
+from clustersync.cli.chat import ChatCore, ServerConnection, _parseAddress, formatEvent
 from tests.support import Conditions, startGatewayMesh
 from tests.test_gateway import USERS, writeUsers
 from tests.test_gateway_cluster import ChatClient, nodeSessions
@@ -231,12 +231,12 @@ class TerminalChatTests(unittest.TestCase):
         self.passwords = {u: pw for u, _, _, pw in USERS}
 
     def spawnChat(self, serverId: str) -> PtyChat:
-        """Start C{python -m clustersync.chat} on a pty, killed at cleanup."""
+        """Start C{python -m clustersync.cli.chat} on a pty, killed at cleanup."""
         proto = PtyChat()
         env = dict(os.environ, TERM="xterm", COLUMNS="200", LINES="50")
         reactor.spawnProcess(
             proto, sys.executable,
-            [sys.executable, "-m", "clustersync.chat", f"127.0.0.1:{self.clientPorts[serverId]}"],
+            [sys.executable, "-m", "clustersync.cli.chat", f"127.0.0.1:{self.clientPorts[serverId]}"],
             env=env, usePTY=True)
 
         def cleanup():
@@ -340,7 +340,7 @@ class TerminalChatTests(unittest.TestCase):
         proto = PtyChat()
         reactor.spawnProcess(
             proto, sys.executable,
-            [sys.executable, "-m", "clustersync.chat", f"127.0.0.1:{self.clientPorts['srv-a']}"],
+            [sys.executable, "-m", "clustersync.cli.chat", f"127.0.0.1:{self.clientPorts['srv-a']}"],
             env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
         self.addCleanup(lambda: None if proto.status is not None else (
             proto.transport.signalProcess("KILL"), proto.ended)[1])

@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.codec}: the nine spec message types decoded from the
+Tests for L{clustersync.wire.codec}: the nine spec message types decoded from the
 spec's own examples and re-encoded with exactly the spec's fields; unknown
 fields; forwarded C{message} bytes kept verbatim; and one L{ProtocolError},
 naming type and field, for every kind of bad input.
@@ -13,8 +13,8 @@ import random
 import msgspec
 from twisted.trial import unittest
 
-from clustersync import codec
-from clustersync.codec import (
+from clustersync.wire import codec
+from clustersync.wire.codec import (
     MESSAGE_TYPES,
     Broadcast,
     ChannelMembership,

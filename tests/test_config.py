@@ -1,7 +1,7 @@
 """
-Tests for L{clustersync.config.loadConfig} (defaults, TOML file, overrides,
+Tests for L{clustersync.app.config.loadConfig} (defaults, TOML file, overrides,
 validation naming the key) and the C{twistd clustersync} options of
-L{clustersync.tap}.
+L{clustersync.app.tap}.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import textwrap
 from twisted.python import usage
 from twisted.trial import unittest
 
-from clustersync.config import (
+from clustersync.app.config import (
     DEFAULT_CLIENTS,
     DEFAULT_GC_THRESHOLDS,
     DEFAULT_LISTEN,
@@ -21,7 +21,7 @@ from clustersync.config import (
     NodeConfig,
     loadConfig,
 )
-from clustersync.tap import Options
+from clustersync.app.tap import Options
 
 
 class TomlMixin:

@@ -19,7 +19,7 @@ import urllib.request
 from twisted.internet import threads
 from twisted.trial import unittest
 
-from clustersync.devcluster import NODES
+from clustersync.cli.devcluster import NODES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,7 +89,7 @@ class Client:
 
 
 class MakeClusterTests(unittest.TestCase):
-    """The issue's "done when", run against C{python -m clustersync.devcluster}."""
+    """The issue's "done when", run against C{python -m clustersync.cli.devcluster}."""
 
     timeout = 150
 
@@ -117,7 +117,7 @@ class MakeClusterTests(unittest.TestCase):
         log = open(os.path.join(self.runDir + f".{len(self.procs)}.log"), "wb")
         self.addCleanup(log.close)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clustersync.devcluster", "--run-dir", self.runDir, *args],
+            [sys.executable, "-m", "clustersync.cli.devcluster", "--run-dir", self.runDir, *args],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc

@@ -22,8 +22,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from clustersync import admin
-from clustersync.config import NodeConfig
+from clustersync.cli import admin
+from clustersync.app.config import NodeConfig
 from clustersync.gateway import Gateway, GatewayExtension, GatewayService
 from clustersync.gateway.auth import (
     ChatUser,
@@ -36,7 +36,7 @@ from clustersync.gateway.auth import (
     makePortal,
     verifyPassword,
 )
-from clustersync.node import ClusterNode
+from clustersync.cluster.node import ClusterNode
 
 #: Cheap scrypt cost for tests (the default is 2**14).
 CHEAP = {"n": 2**4}
@@ -600,7 +600,7 @@ class ExtensionTests(unittest.TestCase):
 
     def test_pluginFound(self):
         """The gateway is found as an INodeExtension plugin."""
-        from clustersync.pluginload import loadExtensions
+        from clustersync.app.pluginload import loadExtensions
 
         self.assertIn("gateway", [e.name for e in loadExtensions()])
 

@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.gctuning}: the node's garbage-collector thresholds
+Tests for L{clustersync.app.gctuning}: the node's garbage-collector thresholds
 are set while it runs and given back when it stops.
 """
 
@@ -10,9 +10,9 @@ import gc
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from clustersync.config import DEFAULT_GC_THRESHOLDS, NodeConfig
-from clustersync.gctuning import GCThresholdsService, _Holders
-from clustersync.service import makeNodeService
+from clustersync.app.config import DEFAULT_GC_THRESHOLDS, NodeConfig
+from clustersync.app.gctuning import GCThresholdsService, _Holders
+from clustersync.app.service import makeNodeService
 
 
 class FakeGC:

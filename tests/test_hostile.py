@@ -23,11 +23,11 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from clustersync.codec import ProtocolError, decode
-from clustersync.config import NodeConfig
-from clustersync.handlers import BUILTIN_HANDLERS
-from clustersync.link import INBOUND, OUTBOUND, LinkState, PeerProtocol
-from clustersync.node import ClusterNode
+from clustersync.wire.codec import ProtocolError, decode
+from clustersync.app.config import NodeConfig
+from clustersync.handlers.builtin import BUILTIN_HANDLERS
+from clustersync.links.protocol import INBOUND, OUTBOUND, LinkState, PeerProtocol
+from clustersync.cluster.node import ClusterNode
 
 HYPOTHESIS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.link}: the handshake state machine, framing and
+Tests for L{clustersync.links.protocol}: the handshake state machine, framing and
 input rejection of L{PeerProtocol} (over L{StringTransport} and a
 L{Clock}), two nodes linked in memory (L{twisted.test.iosim}), the
 duplicate-link tie-break, link loss, and the backoff of
@@ -20,12 +20,12 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clustersync.codec import XReceived, XReceivedPayload
-from clustersync.config import NodeConfig
-from clustersync import link as linkModule
-from clustersync.handlers import BUILTIN_HANDLERS
+from clustersync.wire.codec import XReceived, XReceivedPayload
+from clustersync.app.config import NodeConfig
+from clustersync.links import protocol as linkModule
+from clustersync.handlers.builtin import BUILTIN_HANDLERS
 from clustersync.interfaces import IClusterListener, IMessageHandler, IPeerLink
-from clustersync.link import (
+from clustersync.links.protocol import (
     INBOUND,
     OUTBOUND,
     LinkState,
@@ -33,7 +33,7 @@ from clustersync.link import (
     PeerProtocol,
     PeerServerFactory,
 )
-from clustersync.node import ClusterNode
+from clustersync.cluster.node import ClusterNode
 from tests.support import ClockGroup
 
 
@@ -535,7 +535,7 @@ class _Closer:
 class ReadAtOnceTests(LinkTestMixin, unittest.TestCase):
     """
     The lines of one read on an established link are decoded together
-    (L{clustersync.codec.decodeLines}); the outcome must be what handling
+    (L{clustersync.wire.codec.decodeLines}); the outcome must be what handling
     them line by line gives.
     """
 

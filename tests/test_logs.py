@@ -16,9 +16,9 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogPublisher, Logger, eventFromJSON, formatEvent
 from twisted.trial import unittest
 
-from clustersync.config import NodeConfig
-from clustersync.logs import JSONLogService, jsonObserver, makeJSONLogService
-from clustersync.tap import Options
+from clustersync.app.config import NodeConfig
+from clustersync.app.logs import JSONLogService, jsonObserver, makeJSONLogService
+from clustersync.app.tap import Options
 
 
 class JSONObserverTests(unittest.TestCase):
@@ -73,7 +73,7 @@ class ExtensionTests(unittest.TestCase):
         """A node built with C{log_json} has a C{json-log} service; without, none."""
         from twisted.internet.task import Clock
 
-        from clustersync.service import makeNodeService
+        from clustersync.app.service import makeNodeService
 
         path = os.path.abspath(self.mktemp())
         top = makeNodeService(NodeConfig(serverId="srv-a", listen=None, clients=None, web=None,

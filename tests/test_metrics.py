@@ -1,12 +1,12 @@
 """
-Tests for L{clustersync.metrics}: the per-type counters kept as lists for
+Tests for L{clustersync.cluster.metrics}: the per-type counters kept as lists for
 the hot paths, and the views the exporters read.
 """
 
 from twisted.trial import unittest
 
-from clustersync.codec import EXTENSION_TYPES, MESSAGE_TYPES
-from clustersync.metrics import TYPE_INDEX, WIRE_TYPES, Metrics
+from clustersync.wire.codec import EXTENSION_TYPES, MESSAGE_TYPES
+from clustersync.cluster.metrics import TYPE_INDEX, WIRE_TYPES, Metrics
 
 
 class TypeIndexTests(unittest.SynchronousTestCase):

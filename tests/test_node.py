@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.node.ClusterNode}: the L{ICluster} API over fake
+Tests for L{clustersync.cluster.node.ClusterNode}: the L{ICluster} API over fake
 peer links, local delivery, queries, listener and handler isolation.
 """
 
@@ -13,10 +13,10 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from clustersync.codec import (
+from clustersync.wire.codec import (
     DirectMessage, DirectMessagePayload, SessionInfo, decode, encode, rawMessage,
 )
-from clustersync.config import NodeConfig
+from clustersync.app.config import NodeConfig
 from clustersync.errors import (
     AmbiguousSession,
     DuplicateSession,
@@ -25,7 +25,7 @@ from clustersync.errors import (
     UnknownSession,
     UnknownUser,
 )
-from clustersync.handlers import BUILTIN_HANDLERS
+from clustersync.handlers.builtin import BUILTIN_HANDLERS
 from clustersync.interfaces import (
     ICluster,
     IClusterListener,
@@ -33,7 +33,7 @@ from clustersync.interfaces import (
     IMessageHandler,
     IPeerLink,
 )
-from clustersync.node import ClusterNode, Delivery
+from clustersync.cluster.node import ClusterNode, Delivery
 
 #: Field names of a session as the spec writes it.
 SESSION_FIELDS = {"serverId", "sessionId", "clienteId", "usuario", "ip", "canales"}
@@ -658,7 +658,7 @@ class DirectDispatchTests(NodeTestMixin, unittest.TestCase):
         C{deliverDirect}; it delivers, counts, and counts a user with no
         local session as undeliverable.
         """
-        from clustersync.codec import DirectMessage
+        from clustersync.wire.codec import DirectMessage
 
         self.assertEqual(self.node._dispatch[DirectMessage].fast, self.node.deliverDirect)
         self.direct(42)
@@ -672,7 +672,7 @@ class DirectDispatchTests(NodeTestMixin, unittest.TestCase):
         Once a plugin also takes DIRECT_MESSAGE, both run for each message,
         the built-in first.
         """
-        from clustersync.codec import DirectMessage
+        from clustersync.wire.codec import DirectMessage
 
         plugin = ScriptedHandler("test.dm", ("DIRECT_MESSAGE",))
         self.node.registerHandler(plugin)

@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.pluginload}: the built-in handler set found with
+Tests for L{clustersync.app.pluginload}: the built-in handler set found with
 L{twisted.plugin}, C{--plugin-dir} directories with good, broken, invalid
 and no plugins, and the example plugin of C{docs/examples}, loaded into a
 node built directly and into real nodes on loopback.
@@ -19,13 +19,13 @@ from twisted.plugin import getPlugins
 from twisted.trial import unittest
 
 import clustersync.plugins
-from clustersync.codec import decode
-from clustersync.config import NodeConfig
-from clustersync.handlers import BUILTIN_HANDLERS
+from clustersync.wire.codec import decode
+from clustersync.app.config import NodeConfig
+from clustersync.handlers.builtin import BUILTIN_HANDLERS
 from clustersync.interfaces import IMessageHandler
-from clustersync.node import ClusterNode
-from clustersync.pluginload import PluginFailure, loadExtensions, loadHandlers
-from clustersync.service import makeNodeService
+from clustersync.cluster.node import ClusterNode
+from clustersync.app.pluginload import PluginFailure, loadExtensions, loadHandlers
+from clustersync.app.service import makeNodeService
 
 from tests.support import Conditions, RecordingDelivery, linkPorts, startNode
 

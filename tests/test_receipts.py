@@ -19,10 +19,10 @@ from twisted.test import iosim
 from twisted.trial import unittest
 from zope.interface import directlyProvides
 
-from clustersync.codec import EXTENSION_TYPES, MESSAGE_TYPES, XReceived, decode
-from clustersync.config import ConfigError, loadConfig
+from clustersync.wire.codec import EXTENSION_TYPES, MESSAGE_TYPES, XReceived, decode
+from clustersync.app.config import ConfigError, loadConfig
 from clustersync.errors import PeerUnavailable
-from clustersync.link import (
+from clustersync.links.protocol import (
     INBOUND, OUTBOUND, LinkState, PeerClientFactory, PeerProtocol, PeerServerFactory,
 )
 

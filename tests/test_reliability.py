@@ -16,11 +16,11 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from clustersync.codec import SessionInfo
-from clustersync.config import ConfigError, loadConfig
+from clustersync.wire.codec import SessionInfo
+from clustersync.app.config import ConfigError, loadConfig
 from clustersync.errors import PeerUnavailable
-from clustersync.link import INBOUND, OUTBOUND, LinkState, keepaliveSettings, tuneSocket
-from clustersync.state import ClusterState
+from clustersync.links.protocol import INBOUND, OUTBOUND, LinkState, keepaliveSettings, tuneSocket
+from clustersync.state.cluster import ClusterState
 
 from tests.test_link import (
     LinkTestMixin,
@@ -594,7 +594,7 @@ class ConfirmedSendTests(unittest.TestCase):
         """
         clock = Clock()
         node = makeNode("srv-a", clock)
-        from clustersync.link import PeerProtocol
+        from clustersync.links.protocol import PeerProtocol
 
         proto = PeerProtocol(node, INBOUND)
         proto.makeConnection(StringTransport())
@@ -607,7 +607,7 @@ class ConfirmedSendTests(unittest.TestCase):
         L{unacknowledgedBytes} reads the kernel's send queue of a TCP
         socket (0 for a fresh one), and C{None} for something else.
         """
-        from clustersync.link import unacknowledgedBytes
+        from clustersync.links.protocol import unacknowledgedBytes
 
         sock = socket.socket()
         self.addCleanup(sock.close)

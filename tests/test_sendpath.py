@@ -1,5 +1,5 @@
 """
-Tests for the send hot path of L{clustersync.node.ClusterNode}: a send to a
+Tests for the send hot path of L{clustersync.cluster.node.ClusterNode}: a send to a
 user on one peer goes through the link's confirmed send, and the routes
 kept for the next sends (L{ClusterNode._routes}) never point at a server or
 link the user is no longer on.
@@ -11,9 +11,9 @@ import json
 
 from twisted.trial import unittest
 
-from clustersync.codec import DirectMessage, DirectMessagePayload, decode, encode, rawMessage
+from clustersync.wire.codec import DirectMessage, DirectMessagePayload, decode, encode, rawMessage
 from clustersync.errors import PeerUnavailable, UnknownUser
-from clustersync.node import Delivery
+from clustersync.cluster.node import Delivery
 
 from tests.test_node import FakeLink, NodeTestMixin
 
@@ -323,7 +323,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         At most L{ROUTES} routes are kept: one more empties them, and sends
         to every user still go where they should.
         """
-        from clustersync import node as nodeModule
+        from clustersync.cluster import node as nodeModule
 
         self.patch(nodeModule, "ROUTES", 2)
         for user in (56, 57):

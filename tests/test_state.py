@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.state.ClusterState}, without a reactor.
+Tests for L{clustersync.state.cluster.ClusterState}, without a reactor.
 
 After every mutation, L{assertConsistent} recomputes every index by scanning
 the sessions and compares it with what the state answers (and with its
@@ -24,8 +24,8 @@ from hypothesis.stateful import (
 )
 from twisted.trial import unittest
 
-from clustersync.codec import SessionInfo
-from clustersync.state import (
+from clustersync.wire.codec import SessionInfo
+from clustersync.state.cluster import (
     ADDED,
     JOINED,
     LEFT,

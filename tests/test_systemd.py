@@ -25,8 +25,8 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from clustersync.codec import Hello, decode, encode
-from clustersync.sdnotify import NotifyService, makeNotifyService, notify
+from clustersync.wire.codec import Hello, decode, encode
+from clustersync.app.sdnotify import NotifyService, makeNotifyService, notify
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 UNITS = os.path.join(os.path.dirname(HERE), "contrib", "systemd")

@@ -1,5 +1,5 @@
 """
-Tests for L{clustersync.tls}: certificate creation and the
+Tests for L{clustersync.links.security}: certificate creation and the
 C{clustersync-certs} command, configuration checks, and real nodes on
 127.0.0.1 linking over mutual TLS; a wrong CA, an expired certificate, a
 certificate for another serverId, no client certificate, plain TCP on the
@@ -25,9 +25,9 @@ from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClie
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from clustersync import tls
-from clustersync.codec import Hello, SessionInfo, encode, encodeSync
-from clustersync.config import ConfigError, NodeConfig, loadConfig
+from clustersync.links import security as tls
+from clustersync.wire.codec import Hello, SessionInfo, encode, encodeSync
+from clustersync.app.config import ConfigError, NodeConfig, loadConfig
 
 from tests.support import Conditions, startNode
 
@@ -337,7 +337,7 @@ class StartupWarningTests(unittest.TestCase):
         """The warning-level messages logged while building a node service."""
         from twisted.logger import LogLevel, formatEvent
 
-        from clustersync.service import makeNodeService
+        from clustersync.app.service import makeNodeService
 
         events = []
         globalLogPublisher.addObserver(events.append)

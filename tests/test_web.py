@@ -17,9 +17,9 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 
-from clustersync.codec import SessionInfo
-from clustersync.config import NodeConfig, loadConfig
-from clustersync.node import ClusterNode, PeerInfo
+from clustersync.wire.codec import SessionInfo
+from clustersync.app.config import NodeConfig, loadConfig
+from clustersync.cluster.node import ClusterNode, PeerInfo
 from clustersync.web.service import WebService, isDisabled, makeWebService
 from clustersync.web.tracker import StatusTracker
 
@@ -267,7 +267,7 @@ class WebServiceTests(unittest.TestCase):
         """
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-        from clustersync.codec import Hello, encode
+        from clustersync.wire.codec import Hello, encode
 
         class Silent(Protocol):
             """Says HELLO, then never reads again."""
@@ -441,7 +441,7 @@ class ConfigTests(unittest.TestCase):
 
     def test_tapOption(self):
         """C{twistd clustersync --web none} disables it; --web sets it."""
-        from clustersync.tap import Options
+        from clustersync.app.tap import Options
 
         options = Options()
         options.parseOptions(["--web", "none"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from clustersync.codec import DirectMessage, DirectMessagePayload, decode, encode, encodeSync
+from clustersync.wire.codec import DirectMessage, DirectMessagePayload, decode, encode, encodeSync
 
 from clustersync.bench.report import Row, timePair
 from clustersync.bench.sync import PEER, makeSessions

@@ -22,7 +22,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 from clustersync.bench.relay import SINK_ID, SOURCE_ID, USER, Sink, _benchConfig, bareLine, messageBody
 from clustersync.bench.report import Row, timePair
-from clustersync.codec import Hello, SessionInfo, encode, encodeSync
+from clustersync.wire.codec import Hello, SessionInfo, encode, encodeSync
 
 __all__ = ["perMessageRows"]
 
@@ -32,9 +32,9 @@ def _linkedNode(serverId: str, peerId: str, direction: str, peerLines: list[byte
     A node with one established link to C{peerId}, over a
     L{StringTransport}, after the peer's C{peerLines} (its HELLO first).
     """
-    from clustersync.handlers import BUILTIN_HANDLERS
-    from clustersync.link import PeerProtocol
-    from clustersync.node import ClusterNode
+    from clustersync.handlers.builtin import BUILTIN_HANDLERS
+    from clustersync.links.protocol import PeerProtocol
+    from clustersync.cluster.node import ClusterNode
 
     node = ClusterNode(_benchConfig(serverId=serverId, listen=None), Clock(), BUILTIN_HANDLERS)
     link = PeerProtocol(node, direction)

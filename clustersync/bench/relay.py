@@ -254,7 +254,7 @@ def _benchConfig(extra: dict | None = None, **settings):
     then C{extra} (NodeConfig attribute -> value), each applied only if
     this version of L{NodeConfig} has that attribute.
     """
-    from clustersync.config import NodeConfig
+    from clustersync.app.config import NodeConfig
 
     config = NodeConfig(**settings)
     for name, value in (("clients", None), ("web", None), ("openLinks", True), ("peerRate", 1e12),
@@ -300,7 +300,7 @@ def sinkMain(
     stop = None
     _watchdog(reactor, timeout, "sink")
     if kind == "cs":
-        from clustersync.service import makeNodeService
+        from clustersync.app.service import makeNodeService
 
         config = _benchConfig(extra, serverId=SINK_ID, listen="tcp:0:interface=127.0.0.1")
         service = makeNodeService(config, reactor)
@@ -375,7 +375,7 @@ def sourceMain(
             reactor.stop()
 
     if kind == "cs":
-        from clustersync.service import makeNodeService
+        from clustersync.app.service import makeNodeService
 
         config = _benchConfig(extra, serverId=SOURCE_ID, listen=None)
         service = makeNodeService(config, reactor)

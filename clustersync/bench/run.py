@@ -324,7 +324,7 @@ def _variants() -> dict[str, dict]:
     and with CPython's own garbage-collector thresholds
     (C{gc_thresholds = "none"}).
     """
-    from clustersync.config import NodeConfig
+    from clustersync.app.config import NodeConfig
 
     defaults = NodeConfig()
     variants = {"cs": {}}

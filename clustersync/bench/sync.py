@@ -11,8 +11,8 @@ import json
 import random
 import tracemalloc
 
-from clustersync.codec import SessionInfo, decode, encodeSync
-from clustersync.state import ClusterState
+from clustersync.wire.codec import SessionInfo, decode, encodeSync
+from clustersync.state.cluster import ClusterState
 
 from clustersync.bench.report import Row, timePair
 

@@ -27,16 +27,16 @@ from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from clustersync.codec import encodeRaw
+from clustersync.wire.codec import encodeRaw
 from clustersync.errors import (
     ClusterError,
     PeerUnavailable,
+    StateLimitError,
     UnknownChannel,
     UnknownSession,
     UnknownUser,
 )
 from clustersync.gateway.auth import IChatUser
-from clustersync.state import StateLimitError
 
 __all__ = ["ClientProtocol", "ClientFactory", "BadRequest", "COMMANDS"]
 

@@ -2,7 +2,7 @@
 Drop-in publishing the built-in handlers of the nine spec message types.
 """
 
-from clustersync.handlers import BUILTIN_HANDLERS
+from clustersync.handlers.builtin import BUILTIN_HANDLERS
 
 (
     hello,

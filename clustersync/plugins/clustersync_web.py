@@ -31,7 +31,7 @@ class _JSONLogExtension:
 
     def makeService(self, node, config, reactor):
         """See L{INodeExtension.makeService}."""
-        from clustersync.logs import makeJSONLogService
+        from clustersync.app.logs import makeJSONLogService
 
         return makeJSONLogService(config)
 
@@ -44,7 +44,7 @@ class _NotifyExtension:
 
     def makeService(self, node, config, reactor):
         """See L{INodeExtension.makeService}."""
-        from clustersync.sdnotify import makeNotifyService
+        from clustersync.app.sdnotify import makeNotifyService
 
         return makeNotifyService(reactor)
 

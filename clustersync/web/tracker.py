@@ -18,7 +18,7 @@ __all__ = ["StatusTracker", "peerRecord", "sessionRecord"]
 
 
 def sessionRecord(session) -> dict:
-    """A JSON-friendly dict of one L{clustersync.codec.SessionInfo}."""
+    """A JSON-friendly dict of one L{clustersync.wire.codec.SessionInfo}."""
     return {
         "sessionId": session.sessionId,
         "clienteId": session.clienteId,

@@ -51,7 +51,7 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.protocol import ClientFactory, ProcessProtocol
 from twisted.protocols.basic import LineOnlyReceiver
 
-from clustersync.devcluster import tomlText
+from clustersync.cli.devcluster import tomlText
 from tests.chaos.proxy import FaultProxy
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -7,7 +7,7 @@ from twisted.application.service import ServiceMaker
 
 clustersync = ServiceMaker(
     "clustersync",
-    "clustersync.tap",
+    "clustersync.app.tap",
     "Link chat servers into one cluster (peer protocol node).",
     "clustersync",
 )

@@ -11,7 +11,7 @@ returns the exit status.  A module listed in L{PROVIDER_MODULES} is imported
 at import time::
 
     # clustersync/admincluster.py
-    from clustersync.admin import registerCommand
+    from clustersync.cli.admin import registerCommand
 
     def setupPeers(parser):
         parser.add_argument("--web", default="http://127.0.0.1:7080")
@@ -40,7 +40,7 @@ PROVIDERS: list[tuple[str, str, Callable, Callable]] = []
 
 #: Modules imported before parsing, so they can call L{registerCommand}
 #: (a missing one is skipped).
-PROVIDER_MODULES: list[str] = ["clustersync.admincluster", "clustersync.adminops"]
+PROVIDER_MODULES: list[str] = ["clustersync.admincluster", "clustersync.cli.adminops"]
 
 
 def registerCommand(name: str, help: str, setup: Callable, run: Callable) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from clustersync.codec import EXTENSION_TYPES, MESSAGE_TYPES
+from clustersync.wire.codec import EXTENSION_TYPES, MESSAGE_TYPES
 
 __all__ = ["Metrics", "WIRE_TYPES", "TYPE_INDEX"]
 

@@ -1,9 +1,9 @@
 """
 Peer links: framing, the handshake state machine, and the outbound factory.
 
-A L{PeerProtocol} frames lines, decodes each once with L{clustersync.codec},
+A L{PeerProtocol} frames lines, decodes each once with L{clustersync.wire.codec},
 runs the HELLO handshake and hands every decoded message to the node's
-dispatch table (L{clustersync.node.ClusterNode.dispatch}).  It knows nothing
+dispatch table (L{clustersync.cluster.node.ClusterNode.dispatch}).  It knows nothing
 about sessions or routing.
 
 Link states::
@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
-from clustersync.codec import (
+from clustersync.wire.codec import (
     Hello, ProtocolError, SyncState, XReceived, XReceivedPayload, decode, decodeLines, encode,
 )
 from clustersync.interfaces import IPeerLink
@@ -384,7 +384,7 @@ class PeerProtocol(LineOnlyReceiver):
         """
         L{sendLine}C{(line)}, then L{whenAcknowledged}C{(result, onLost,
         context)}, in one step: the confirmed send of the hot path
-        (L{clustersync.node.ClusterNode.sendToUser} to a user on one peer).
+        (L{clustersync.cluster.node.ClusterNode.sendToUser} to a user on one peer).
         It does exactly what those two calls do, written out rather than
         called (calling them cost about 2,000 machine instructions more
         per send, measured with callgrind).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.python import usage
 
-from clustersync.config import ConfigError, loadConfig
+from clustersync.app.config import ConfigError, loadConfig
 
 __all__ = ["Options", "makeService"]
 
@@ -100,6 +100,6 @@ def makeService(options: Options):
     """Build the node's L{MultiService} from parsed L{Options}."""
     from twisted.internet import reactor
 
-    from clustersync.service import makeNodeService
+    from clustersync.app.service import makeNodeService
 
     return makeNodeService(options.config, reactor)

@@ -3,7 +3,7 @@ C{clustersync-admin peers|sessions|channels}: read a node's JSON API (see
 C{docs/operations.md}) and print human-readable tables, or the JSON itself
 with C{--json}.
 
-Registered into L{clustersync.admin} through its C{registerCommand} hook.
+Registered into L{clustersync.cli.admin} through its C{registerCommand} hook.
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def register(registerCommand) -> None:
 
 def _registerWithAdmin() -> None:
     try:
-        from clustersync.admin import registerCommand
+        from clustersync.cli.admin import registerCommand
     except ImportError:  # the admin entry point is not installed
         return
     register(registerCommand)

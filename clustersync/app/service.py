@@ -9,12 +9,12 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from clustersync.config import NodeConfig
-from clustersync.gctuning import GCThresholdsService
-from clustersync.link import PeerClientFactory, PeerServerFactory
-from clustersync.node import ClusterNode
-from clustersync.pluginload import loadExtensions, loadHandlers
-from clustersync.tls import peerServerEndpoint
+from clustersync.app.config import NodeConfig
+from clustersync.app.gctuning import GCThresholdsService
+from clustersync.links.protocol import PeerClientFactory, PeerServerFactory
+from clustersync.cluster.node import ClusterNode
+from clustersync.app.pluginload import loadExtensions, loadHandlers
+from clustersync.links.security import peerServerEndpoint
 from clustersync.waiters import OneShot
 
 __all__ = ["NodeService", "PeerListenService", "PeerDialService", "makeNodeService"]
@@ -59,7 +59,7 @@ class PeerListenService(Service):
         self.reactor = reactor
         self.description = description
         self.factory = factory
-        #: A L{clustersync.tls.LinkSecurity} with TLS material makes the port
+        #: A L{clustersync.links.security.LinkSecurity} with TLS material makes the port
         #: speak mutual TLS; C{None} listens as described.
         self.security = security
         self.port = None

@@ -3,7 +3,7 @@ Cluster state: which sessions live on which server, and the indexes that make
 routing a dictionary lookup.
 
 Pure code: no Twisted, no I/O.  Every mutating method returns the list of
-L{Change}s it made so that the caller (L{clustersync.node}) can tell
+L{Change}s it made so that the caller (L{clustersync.cluster.node}) can tell
 listeners; a method that raises has changed nothing.
 
 Sessions are keyed by C{(serverId, sessionId)}: existing servers use ids such
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, NamedTuple
 
-from clustersync.codec import SessionInfo
+from clustersync.errors import StateLimitError
+from clustersync.wire.codec import SessionInfo
 
 __all__ = ["ClusterState", "Change", "StateLimitError", "ADDED", "REMOVED", "JOINED", "LEFT"]
 
@@ -37,11 +38,6 @@ class Change(NamedTuple):
     session: SessionInfo
     canalId: int | None = None
 
-
-class StateLimitError(ValueError):
-    """
-    Applying a change would exceed a configured limit; nothing was changed.
-    """
 
 
 class _ServerView:

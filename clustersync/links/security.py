@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IStreamServerEndpoint
 
-from clustersync.config import ConfigError
+from clustersync.errors import ConfigError
 
 __all__ = [
     "CA_CERT",
@@ -366,7 +366,7 @@ def devClusterSettings(directory: str, nodes) -> dict[str, dict]:
     by L{ensureDevCerts} in C{directory}.
 
     @param nodes: serverId -> a tuple whose first item is the node's peer
-        port (L{clustersync.devcluster.NODES}), or just an iterable of
+        port (L{clustersync.cli.devcluster.NODES}), or just an iterable of
         serverIds.
     @return: serverId -> TOML settings to add to that node: C{tls_ca},
         C{tls_cert}, C{tls_key} and, when its peer port is known,

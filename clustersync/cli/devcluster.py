@@ -84,7 +84,7 @@ def _extraSettings(runDir: str, tls: bool = True) -> dict:
     """
     extra: dict = {name: {} for name in NODES}
     if tls:
-        from clustersync import tls as tlsModule
+        from clustersync.links import security as tlsModule
 
         for name, settings in tlsModule.devClusterSettings(
                 os.path.join(runDir, "certs"), NODES).items():
