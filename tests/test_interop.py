@@ -1,10 +1,10 @@
 """
-Interoperability with servers that already speak C{peer-protocol.md}.
+Interoperability with servers that already speak the peer protocol (C{docs/protocol.md}).
 
 L{LegacyPeer} is an independent, minimal peer written here with plain
 blocking sockets and the standard C{json} module (nothing of clustersync on
 its wire side).  It behaves like the existing servers described in
-C{NOTES.md}: the dialer speaks first, the acceptor answers, SYNC_STATE
+C{docs/protocol.md}: the dialer speaks first, the acceptor answers, SYNC_STATE
 follows HELLO, and its reader is strict: a line with a field the spec does
 not name fails the test.  Its blocking code runs in a thread
 (L{deferToThread}) against a real node on 127.0.0.1; every socket operation
@@ -512,7 +512,7 @@ class InteropTests(unittest.TestCase):
     def test_legacyKeepsNewerLink(self):
         """
         An existing server keeps the newer of two links and closes the older
-        (a defect of theirs, NOTES.md).  The legacy peer dials the node
+        (a defect of theirs, docs/protocol.md).  The legacy peer dials the node
         (link 1); the node then dials it (link 2).  The node keeps link 1
         (dialed by the smaller serverId) and closes link 2; the legacy closes
         link 1 too.  The node drops the legacy's sessions, its dialer wakes
