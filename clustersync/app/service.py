@@ -14,7 +14,7 @@ from clustersync.app.gctuning import GCThresholdsService
 from clustersync.links.protocol import PeerClientFactory, PeerServerFactory
 from clustersync.cluster.node import ClusterNode
 from clustersync.app.pluginload import loadExtensions, loadHandlers
-from clustersync.links.security import peerServerEndpoint
+from clustersync.links.tls import peerServerEndpoint
 from clustersync.waiters import OneShot
 
 __all__ = ["NodeService", "PeerListenService", "PeerDialService", "makeNodeService"]

@@ -84,9 +84,9 @@ def _extraSettings(runDir: str, tls: bool = True) -> dict:
     """
     extra: dict = {name: {} for name in NODES}
     if tls:
-        from clustersync.links import security as tlsModule
+        from clustersync.app.certificates import devClusterSettings
 
-        for name, settings in tlsModule.devClusterSettings(
+        for name, settings in devClusterSettings(
                 os.path.join(runDir, "certs"), NODES).items():
             extra[name].update(settings)
     else:
