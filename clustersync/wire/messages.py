@@ -1,0 +1,254 @@
+"""
+The peer protocol's messages (C{docs/protocol.md}): one msgspec L{Struct}
+per message type, its payload, and the session record they carry.
+
+Pure data: no Twisted, no I/O.  The line codec that reads and writes them
+is L{clustersync.wire.codec}.  The C{message} of a forwarded payload is a
+L{msgspec.Raw}: the exact bytes it arrived as, never decoded here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Union
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+__all__ = [
+    "Int64",
+    "SessionInfo",
+    "HelloPayload",
+    "SyncStatePayload",
+    "ClientDisconnectedPayload",
+    "ChannelMembershipPayload",
+    "DirectMessagePayload",
+    "ChannelMessagePayload",
+    "SessionMessagePayload",
+    "BroadcastPayload",
+    "Hello",
+    "SyncState",
+    "ClientConnected",
+    "ClientDisconnected",
+    "ChannelMembership",
+    "DirectMessage",
+    "ChannelMessage",
+    "SessionMessage",
+    "Broadcast",
+    "Message",
+    "MESSAGE_TYPES",
+    "XReceivedPayload",
+    "XReceived",
+    "EXTENSION_TYPES",
+]
+
+#: A 64-bit signed integer, as the spec's ids are.
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class SessionInfo(Struct, gc=False, omit_defaults=False):
+    """
+    One client session as carried by SYNC_STATE and CLIENT_CONNECTED.
+
+    Also the compact record that L{clustersync.state.cluster} keeps per session.
+    C{canales} is a set (the wire's array is "used as a set").  C{serverId}
+    on the wire is informational: the receiver attributes sessions to the
+    link's server, so it may be absent when reading.
+    """
+
+    sessionId: str
+    clienteId: Int64
+    usuario: str
+    serverId: str | None = None
+    ip: str | None = None
+    canales: set[Int64] = msgspec.field(default_factory=set)
+
+
+# Payloads ------------------------------------------------------------------
+
+
+class HelloPayload(Struct, gc=False):
+    """Payload of HELLO."""
+
+    serverId: str
+
+
+class SyncStatePayload(Struct):
+    """Payload of SYNC_STATE."""
+
+    sessions: list[SessionInfo]
+
+
+class ClientDisconnectedPayload(Struct, gc=False, omit_defaults=False):
+    """
+    Payload of CLIENT_DISCONNECTED; a null (or absent) C{sessionId} means
+    every session of C{clienteId} on the sending server.
+    """
+
+    clienteId: Int64
+    sessionId: str | None = None
+
+
+class ChannelMembershipPayload(Struct, gc=False):
+    """Payload of CHANNEL_MEMBERSHIP; C{action} is JOIN or anything else (leave)."""
+
+    sessionId: str
+    clienteId: Int64
+    canalId: Int64
+    action: str
+
+
+class DirectMessagePayload(Struct, gc=False):
+    """Payload of DIRECT_MESSAGE."""
+
+    userId: Int64
+    message: Raw
+
+
+class ChannelMessagePayload(Struct, gc=False):
+    """Payload of CHANNEL_MESSAGE."""
+
+    canalId: Int64
+    message: Raw
+
+
+class SessionMessagePayload(Struct, gc=False):
+    """Payload of SESSION_MESSAGE."""
+
+    sessionId: str
+    message: Raw
+
+
+class BroadcastPayload(Struct, gc=False):
+    """Payload of BROADCAST."""
+
+    message: Raw
+
+
+# Envelopes: one class per wire type ----------------------------------------
+
+
+class Hello(Struct, tag_field="type", tag="HELLO", gc=False):
+    """HELLO: opens a link and names the sender's C{serverId}."""
+
+    origin: str
+    payload: HelloPayload
+
+    @classmethod
+    def make(cls, serverId: str) -> "Hello":
+        """Build the HELLO a node with id C{serverId} sends."""
+        return cls(serverId, HelloPayload(serverId))
+
+
+class SyncState(Struct, tag_field="type", tag="SYNC_STATE"):
+    """SYNC_STATE: every local session of the sender; replaces what was known."""
+
+    origin: str
+    payload: SyncStatePayload
+
+
+class ClientConnected(Struct, tag_field="type", tag="CLIENT_CONNECTED", gc=False):
+    """CLIENT_CONNECTED: a client authenticated on the sender."""
+
+    origin: str
+    payload: SessionInfo
+
+
+class ClientDisconnected(
+    Struct, tag_field="type", tag="CLIENT_DISCONNECTED", gc=False
+):
+    """CLIENT_DISCONNECTED: a session (or all of a client's) ended."""
+
+    origin: str
+    payload: ClientDisconnectedPayload
+
+
+class ChannelMembership(
+    Struct, tag_field="type", tag="CHANNEL_MEMBERSHIP", gc=False
+):
+    """CHANNEL_MEMBERSHIP: a session joined or left a channel."""
+
+    origin: str
+    payload: ChannelMembershipPayload
+
+    @property
+    def joined(self) -> bool:
+        """C{True} for JOIN (compared case-insensitively), else a leave."""
+        return self.payload.action.upper() == "JOIN"
+
+
+class DirectMessage(Struct, tag_field="type", tag="DIRECT_MESSAGE", gc=False):
+    """DIRECT_MESSAGE: deliver C{message} to every local session of C{userId}."""
+
+    origin: str
+    payload: DirectMessagePayload
+
+
+class ChannelMessage(Struct, tag_field="type", tag="CHANNEL_MESSAGE", gc=False):
+    """CHANNEL_MESSAGE: deliver C{message} to local members of C{canalId}."""
+
+    origin: str
+    payload: ChannelMessagePayload
+
+
+class SessionMessage(Struct, tag_field="type", tag="SESSION_MESSAGE", gc=False):
+    """SESSION_MESSAGE: deliver C{message} to one session."""
+
+    origin: str
+    payload: SessionMessagePayload
+
+
+class Broadcast(Struct, tag_field="type", tag="BROADCAST", gc=False):
+    """BROADCAST: deliver C{message} to every local session."""
+
+    origin: str
+    payload: BroadcastPayload
+
+
+#: Any message type of the spec (the extensions are not in it).
+Message = Union[
+    Hello,
+    SyncState,
+    ClientConnected,
+    ClientDisconnected,
+    ChannelMembership,
+    DirectMessage,
+    ChannelMessage,
+    SessionMessage,
+    Broadcast,
+]
+
+#: wire type name -> message class, for every message of the spec.
+MESSAGE_TYPES: Final[dict[str, type]] = {
+    cls.__struct_config__.tag: cls  # type: ignore[attr-defined]
+    for cls in Message.__args__  # type: ignore[attr-defined]
+}
+
+
+# Extensions: clustersync-only message types, never sent to a peer that is
+# not known to understand them (existing servers drop unknown types), and
+# never added to the spec's messages.
+
+
+class XReceivedPayload(Struct, gc=False):
+    """
+    Payload of X_RECEIVED: C{lines} is how many lines the sender has read
+    and handled on this link so far (its HELLO included, X_RECEIVED lines
+    excluded).
+    """
+
+    lines: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class XReceived(Struct, tag_field="type", tag="X_RECEIVED", gc=False):
+    """
+    X_RECEIVED (extension, link-level): an application receipt.  Consumed
+    by the link (L{clustersync.links.protocol.PeerProtocol}); never dispatched,
+    applied as state or forwarded.
+    """
+
+    origin: str
+    payload: XReceivedPayload
+
+
+#: wire type name -> class, for every extension message type.
+EXTENSION_TYPES: Final[dict[str, type]] = {"X_RECEIVED": XReceived}
