@@ -10,7 +10,7 @@ help:
 	@echo "make run      set up and run one node (foreground, default config)"
 	@echo "make cluster  run three linked nodes locally (ctrl-C stops all)"
 	@echo "make test     run the test suite"
-	@echo "make bench    run the benchmarks, write docs/benchmarks.md"
+	@echo "make bench    run the benchmarks, write docs/benchmarks.md (ARGS=\"--only PART\": one part)"
 	@echo "make chaos    run the fault-injection suite, write docs/reliability.md"
 
 $(STAMP): pyproject.toml
@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/trial --jobs=2 tests
 
 bench: $(STAMP)
-	$(BIN)/python -m clustersync.bench
+	$(BIN)/python -m clustersync.bench $(ARGS)
 
 # The full fault-injection suite (3 twistd processes, loopback, ~2 minutes);
 # its fast part (tests/chaos/test_fast.py) runs in `make test`.

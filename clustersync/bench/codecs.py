@@ -143,7 +143,7 @@ def codecRows(directCount: int, syncSessions: int, repeat: int = 5) -> list[Row]
     except ImportError:  # pragma: no cover - orjson is a test dependency
         orjson = None
     variants = _variants(orjson)
-    from clustersync.bench.relay import bareLine
+    from clustersync.bench.relaysink import bareLine
 
     direct = [bareLine(1_700_000_000_000_000_000 + i, b"x" * 93)[:-1] for i in range(directCount)]
     sync = encodeSync(PEER, makeSessions(syncSessions))[:-1]

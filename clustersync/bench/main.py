@@ -1,6 +1,7 @@
 """
-Command line of the harness: run everything (the default) or one process
-role of the relay benchmark.
+Command line of the harness: run every part (the default) or the parts
+named with --only, and write the report; or (internal) one process role of
+the relay benchmark.
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ __all__ = ["main", "parser"]
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser of C{python -m clustersync.bench}."""
-    p = argparse.ArgumentParser(prog="python -m clustersync.bench", description=__doc__)
+    from clustersync.bench.reftree import REFERENCE_COMMIT
+    from clustersync.bench.run import PARTS
+
+    parts = "\n".join(f"  {name:14} {what}" for name, what in PARTS.items())
+    p = argparse.ArgumentParser(
+        prog="python -m clustersync.bench", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"parts (make bench ARGS=\"--only PART\"):\n{parts}")
     p.add_argument("--quick", action="store_true", help="small sizes (about 20 s)")
     p.add_argument("--output", default="docs/benchmarks.md", help="report path ('-' for stdout)")
     p.add_argument("--only", action="append", default=[],
-                   choices=["relay", "percall", "sync", "memory", "codec"], help="run only these parts")
+                   choices=list(PARTS), metavar="PART", help="run only this part (repeatable)")
+    p.add_argument("--reference", default=REFERENCE_COMMIT, metavar="REV",
+                   help="the commit relay-compare measures against "
+                        f"(default {REFERENCE_COMMIT}, the code before the restructure)")
     p.add_argument("--profile", metavar="PREFIX",
                    help="also profile one clustersync relay run (cProfile) into PREFIX-*.prof")
     sub = p.add_subparsers(dest="role")
@@ -41,11 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     """Parse C{argv} and run."""
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.role == "relay-sink":
-        from clustersync.bench.relay import sinkMain
+        from clustersync.bench.relayprocs import sinkMain
 
         sinkMain(args.kind, args.count, args.timeout, args.profile, args.extra)
     elif args.role == "relay-source":
-        from clustersync.bench.relay import sourceMain
+        from clustersync.bench.relayprocs import sourceMain
 
         sourceMain(args.kind, args.port, args.count, args.rate, args.size, args.timeout,
                    args.profile, args.extra)

@@ -20,7 +20,8 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols.basic import LineOnlyReceiver
 
-from clustersync.bench.relay import SINK_ID, SOURCE_ID, USER, Sink, _benchConfig, bareLine, messageBody
+from clustersync.bench.relayprocs import benchConfig
+from clustersync.bench.relaysink import SINK_ID, SOURCE_ID, USER, Sink, bareLine, messageBody
 from clustersync.bench.report import Row, timePair
 from clustersync.wire.codec import Hello, SessionInfo, encode, encodeSync
 
@@ -36,7 +37,7 @@ def _linkedNode(serverId: str, peerId: str, direction: str, peerLines: list[byte
     from clustersync.links.protocol import PeerProtocol
     from clustersync.cluster.node import ClusterNode
 
-    node = ClusterNode(_benchConfig(serverId=serverId, listen=None), Clock(), BUILTIN_HANDLERS)
+    node = ClusterNode(benchConfig(serverId=serverId, listen=None), Clock(), BUILTIN_HANDLERS)
     link = PeerProtocol(node, direction)
     transport = StringTransport()
     link.makeConnection(transport)

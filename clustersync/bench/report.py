@@ -153,12 +153,28 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
+def _table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| figure | value | reference | ratio | unit | reference is | note |",
+        "|---|---:|---:|---:|---|---|---|",
+    ]
+    for r in rows:
+        ratio = r.ratio
+        lines.append(
+            f"| {r.figure} | {_fmt(r.value)} | {_fmt(r.reference)} | "
+            f"{'-' if ratio is None else f'{ratio:.2f}'} | {r.unit} | "
+            f"{r.referenceName} | {r.note} |"
+        )
+    return lines
+
+
 def renderMarkdown(
     sections: list[Section], info: dict[str, str], preamble: str = "", elapsed: float | None = None
 ) -> str:
     """
     The whole report: a preamble, the machine, then one table per section
-    (figure, value, reference, ratio) with its method and notes.
+    (figure, value, reference, ratio; none for a section without rows)
+    with its method and notes.
     """
     out = ["# Benchmarks", ""]
     if preamble:
@@ -171,18 +187,8 @@ def renderMarkdown(
     out.append("")
     for section in sections:
         out += [f"## {section.title}", ""]
-        out += [
-            "| figure | value | reference | ratio | unit | reference is | note |",
-            "|---|---:|---:|---:|---|---|---|",
-        ]
-        for r in section.rows:
-            ratio = r.ratio
-            out.append(
-                f"| {r.figure} | {_fmt(r.value)} | {_fmt(r.reference)} | "
-                f"{'-' if ratio is None else f'{ratio:.2f}'} | {r.unit} | "
-                f"{r.referenceName} | {r.note} |"
-            )
-        out.append("")
+        if section.rows:
+            out += [*_table(section.rows), ""]
         if section.method:
             out += ["Method: " + section.method.strip(), ""]
         if section.notes:

@@ -1,5 +1,5 @@
 """
-Run every benchmark and write the report (C{docs/benchmarks.md}).
+Run the selected benchmarks and write the report (C{docs/benchmarks.md}).
 """
 
 from __future__ import annotations
@@ -8,582 +8,73 @@ import os
 import sys
 import time
 
-import attrs
+from clustersync.bench.comparesection import relayCompareSection
+from clustersync.bench.history import historyText
+from clustersync.bench.reftree import REFERENCE_COMMIT
+from clustersync.bench.relaysection import relaySection
+from clustersync.bench.report import machineInfo, renderMarkdown
+from clustersync.bench.sections import (
+    codecSection, codecVerdict, memorySection, perMessageSection, syncSection,
+)
+from clustersync.bench.sizes import FULL, LINE_SIZE, QUICK, Sizes
 
-from clustersync.bench.report import Row, Section, machineInfo, renderMarkdown
+__all__ = ["Sizes", "FULL", "QUICK", "PARTS", "relaySection", "syncSection", "memorySection",
+           "codecSection", "codecVerdict", "perMessageSection", "relayCompareSection", "runAll"]
 
-__all__ = ["Sizes", "FULL", "QUICK", "relaySection", "syncSection", "memorySection",
-           "codecSection", "codecVerdict", "perMessageSection", "runAll"]
-
-
-@attrs.frozen
-class Sizes:
-    """
-    How big each benchmark is.
-
-    @ivar relayCount: messages per saturated relay run.
-    @ivar relayRounds: alternating bare/clustersync rounds (medians reported).
-    @ivar pacedRate: the fixed rate of the latency runs (msgs/s).
-    @ivar pacedCount: messages per paced run.
-    @ivar syncSessions: sessions in the SYNC_STATE apply/encode figures.
-    @ivar memorySessions: remote sessions in the memory figure.
-    @ivar codecDirect: DIRECT_MESSAGE lines in the codec comparison.
-    @ivar codecSync: sessions in the codec comparison's SYNC_STATE.
-    @ivar repeat: repetitions of each in-process timing (fastest kept).
-    @ivar pacedRounds: rounds of the paced runs (medians reported).
-    """
-
-    relayCount: int
-    relayRounds: int
-    pacedRate: float
-    pacedCount: int
-    syncSessions: int
-    memorySessions: int
-    codecDirect: int
-    codecSync: int
-    repeat: int
-    pacedRounds: int = 1
+#: The parts of the harness, in report order: name -> what it measures.
+PARTS = {
+    "relay": "1. DM relay throughput, latency and CPU, every configuration against a bare relay",
+    "percall": "1b. per-message CPU cost of each relay side, in one process",
+    "relay-compare": "1c. the relay ratio of the current code against the reference code's "
+                     f"(commit {REFERENCE_COMMIT} unless --reference REV), rounds alternating",
+    "sync": "2. SYNC_STATE apply and encode",
+    "memory": "3. memory per remote session",
+    "codec": "4. codec choice: msgspec, orjson, stdlib json",
+}
 
 
-FULL = Sizes(150_000, 7, 20_000, 20_000, 100_000, 100_000, 20_000, 10_000, 7, 3)
-QUICK = Sizes(20_000, 1, 10_000, 5_000, 10_000, 10_000, 2_000, 1_000, 3)
-
-#: Message size (bytes per DIRECT_MESSAGE line) of the relay runs.
-LINE_SIZE = 200
-
-#: Hot-path work done while this harness was written.  These are recorded
-#: figures (the code they measured no longer exists), so they are printed
-#: as they were measured, not re-measured.
-HISTORY = """
-## Hot-path work (recorded 2026-11-28, not re-measured by this run)
-
-Measured with this harness's relay (section 1, 60,000 messages per run),
-A/B style: copies of two versions of `clustersync/` run alternately in the
-same session, medians of 4-8 rounds, the bare relay at about 370,000
-msgs/s in those sessions (2 cores shared with other jobs).
-
-| code | clustersync msgs/s | ratio to bare |
-|---|---:|---:|
-| first `confirm_sends` version (per send: a Deferred from `whenAcknowledged`, a second one plus a closure in `_confirmed`) | 37,000-52,000 | 0.10-0.11 |
-| same, with a single-peer fast path chained on the ack Deferred (experiment) | 52,000-58,000 | 0.13-0.16 |
-| single-peer fast path as committed by the owner of `confirm_sends` (d9dff8c: `whenAcknowledged(result, onLost, context)`, one Deferred per send) | 88,000 | 0.19 |
-| `confirm_sends = false` | 113,000 | 0.25 |
-| `confirm_sends = false`, `_forward` with hoisted lookups and no sort for one peer (experiment) | 114,000 | 0.26 |
-
-The last experiment gained nothing measurable (in-process, node A's send
-cost was 6.5 vs 6.8 µs per message, inside the noise), so it was not
-applied: no change to `node.py` or `link.py` came out of this work. The
-hot-path items one would check first are already in place: framing splits
-each read once (`PeerProtocol.dataReceived`), each line is decoded once,
-a forwarded `message` stays `msgspec.Raw` (delivery only copies it to
-`bytes`, it is never re-encoded), a send is encoded once for all peers
-(`ClusterNode._forward`), links set `TCP_NODELAY`, and the metrics are
-`Counter` increments.
-
-Garbage collection in the sending process, timed with `gc.callbacks`
-during 60,000-message runs: 0.09-0.10 s of 0.9-1.4 s of sending (7-10%);
-`gc.freeze()` after start-up, or higher thresholds, changed the rate by
-less than the run-to-run noise, so the node's GC settings were left alone.
-
-### Second pass (recorded 2026-11-28, later session)
-
-Wall-clock figures on these 2-core virtual machines move by up to 2x from
-one minute to the next (the same bare relay ran at 340,000-660,000
-msgs/s within an hour), so each change was first measured in machine
-instructions per message (callgrind, the difference of a 1,000- and a
-6,000-message run, in one process on a `StringTransport` and a `Clock`;
-the sender with a fake TCP socket so that confirmations wait and fire as
-on a real link), then in the relay.
-
-| instructions per message | before | after | bare |
-|---|---:|---:|---:|
-| node A: `sendToUser` + confirmation, one peer | 47,477 | 20,525 | 6,014 (format + write) |
-| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,600) | 29,236 | 24,536 | 11,135 |
-
-What made the difference, in order of effect: gathering a reactor turn's
-lines into one `transport.write` (Twisted's write path cost about as much
-per call as encoding a message); building the one-peer DIRECT_MESSAGE line
-by concatenation around the encoded message (byte-identical, tested)
-instead of two `Struct`s and a second encode, with its `Delivery` cached;
-firing confirmations without Twisted's callback loop when nothing is
-attached (`waiters.fire`: the loop alone was 4,600 instructions); plain-dict
-per-type counters (a `Counter` increment is 4x a dict's); comparing link
-states against module-level aliases (an `Enum` member looked up on its
-class costs 200 ns); skipping the UTF-8 pass of ASCII lines. Tried and
-dropped: sharing one queue entry among the sends of one turn (more
-instructions, not fewer); a 128 KiB flush threshold (no measurable
-change); inlining the one-peer send into `sendToUser` (no change in
-instructions); checking TCP acknowledgements at every flush instead of
-every 5 ms (slower in an A/B of 4 rounds: 0.37 against 0.41).
-
-In the relay, the first two steps took the default configuration from
-0.17-0.22 to 0.29-0.49 of the bare relay in one session; the later ones
-are inside the run-to-run noise there. Three full runs of this harness
-within an hour on the final code gave default-config medians of 0.62
-(rounds 0.33-0.73), 0.43 (0.38-0.45) and 0.36 (0.34-0.43);
-`confirm_sends = false` 0.66, 0.54 and 0.47. Sampling the real processes
-(py-spy) and tracing their idle time shows both near 100% busy; when the
-sender is the slower side, a quarter of its time goes to the
-confirmation a send waits on (creating its Deferred and queue entry: one
-Deferred per API send is the contract). Per message, both real processes
-cost 1.4-1.7x their figure in section 1b, like the bare relay's, so the
-relay ratio follows section 1b's ratios: the receiver at 2.2-2.5x the bare
-receiver's work bounds it near 0.4-0.45.
-
-### Third pass (recorded 2026-11-29)
-
-Same method (callgrind at `PYTHONHASHSEED=0`, then the relay in A/B).
-
-| instructions per message | start of pass | end of pass | bare |
-|---|---:|---:|---:|
-| node A: `sendToUser` + confirmation, one peer | 22,185 | 19,038 | 6,046 |
-| node B: framing to `ILocalDelivery`, incl. the benchmark sink (8,550) | 24,625 | 20,749 | 11,076 |
-
-Changes: the complete lines of a read decode in one msgspec
-`decode_lines` call when they are all plain (`codec.decodeLines`; exact,
-with a per-line fallback; 24,625 -> 22,581); acknowledgement Deferreds get
-`called` set when made (setting it on a Deferred made long before cost
-1,300 instructions more; 22,185 -> 20,854); the one-peer send calls the
-link's `sendConfirmed` (sendLine + whenAcknowledged without two calls;
--> 19,560), looked up once per link rather than per send (-> 19,023); the dispatch entry of a type with one handler calls the
-handler's quicker entry, `ClusterNode.deliverDirect` for DIRECT_MESSAGE
-(-> 21,754); the state keeps each user's sessions as a tuple it rebuilds
-when they change, which `userSessionsOn` returns as is (-> 20,257). A
-user new on a server gets its one-session tuple directly and a SYNC_STATE
-rebuilds a user's tuple once, whatever its number of sessions, so applying
-100,000 new users costs what it did (0.40-0.44 s against 0.42 s, in one
-process); memory per remote session grows from 1,394 to 1,490 bytes.
-A last review put the handling of a decoded message on an established
-link back in one place, shared by the per-line and the per-read paths
-(20,257 -> 20,749); `sendConfirmed` stays written out (calling
-`whenAcknowledged` from it costs 650 more, calling both `sendLine` and
-`whenAcknowledged` 2,080 more), and so does `deliverDirect` (calling
-`deliverLocal` costs 390 more). In the relay, the first two gave 0.39 -> 0.43 (medians of 6
-rounds, the new code ahead in 6 of 6). The last two, measured as the
-clustersync rate alone in 10 alternating pairs, were inside the noise
-(pair ratios 0.84-1.23, median 0.99). A fully inlined version of them (not
-kept: it copied the handler's and sendLine's logic) had looked better in 6
-rounds (0.38 -> 0.44), but the receiver or the sender alone never did: the
-two processes are about equally loaded, so both must get cheaper together.
-
-Tried and dropped: a per-user session map in the state (90 instructions
-saved); sharing queue entries among a turn's sends again (no gain in 5
-relay rounds, and a receipt could no longer fire the first of two sends
-on its own); pinning the two relay processes to separate cores (the bare
-relay still moved by 15%); `PYTHONMALLOC=malloc` (slower); a longer
-`decodeLines` boundary pattern (200 instructions, not worth tying the fast
-path to one field order). Garbage collection and page faults are not where
-the time goes (42 young collections per 150,000 sends; wrong, see the
-fourth pass: those were the orchestrating process's). py-spy on the
-receiving process: the benchmark sink takes a third of its time, decoding a
-sixth, and the delivery path from dispatch to the sink another third.
-On the sending process, a confirmed send's bookkeeping (its Deferred, its
-queue entry, the acknowledgement check that fires it) takes about 30% of
-the time: the difference between the default configuration and
-`confirm_sends = false` below. Earlier full runs of this harness during
-this pass (code of the last steps): default 0.47, 0.41, 0.40, 0.46;
-`receipts = "all"` 0.46, 0.41, 0.43, 0.46; `confirm_sends = false` 0.51,
-0.57, 0.54, 0.55 (4, 6, 6 and 4 of 7 rounds at 0.5 or above).
-
-### Fourth pass (recorded 2026-11-29, later session)
-
-The third pass's "garbage collection is not where the time goes" was a
-measuring mistake: the 42 collections it counted were the orchestrating
-process's (its `atexit` report overwrote the sending node's). Counted in
-the sending node itself (`gc.callbacks`), a 150,000-message run had
-260-430 young, 24-39 middle and 2-3 full collections: 0.10-0.17 s of its
-0.7-0.9 s, 0.05-0.09 s of it in the full ones. Every confirmed send waits
-for its acknowledgement as three container objects (its Deferred, the
-Deferred's callback list, its queue entry); with CPython's threshold of
-700 the collector walks them, promotes them, and walks the whole heap when
-enough have been promoted. Hence `gc_thresholds` (default `[50000, 10,
-10]`, `GCThresholdsService`): with it, the sending node runs no collection
-at all during the run (the only ones are those of start-up, 108 young and
-10 middle, as in the receiving node).
-
-| instructions per message | start of pass | end of pass |
-|---|---:|---:|
-| node A, acknowledgements every 300 sends (as in the earlier passes) | 19,036 | 18,057 |
-| node A, 3,000 sends waiting for their acknowledgement, CPython's thresholds | 26,341 | - |
-| same, `gc_thresholds` default | - | 21,767 |
-| node B, framing to `ILocalDelivery`, incl. the benchmark sink | 20,691 | 19,270 |
-
-The smaller changes: `waiters.fireUpTo` fires a link's acknowledged sends
-in one call (the receipt and TCP-acknowledgement loops each called `fire`
-per send); `encodeDirect` encodes a message that is not a `Raw` itself
-instead of calling `messageBytes` (together 450 instructions per send);
-`sendToUser` reads the state's mapping of users to their servers
-(`ClusterState.userServers`) instead of calling `serversOfUser` (409);
-local delivery takes a `Raw`'s bytes with `b"" + raw` rather than
-`bytes(raw)` (516 per received message; `bytes()` parses its arguments);
-`deliverDirect` reads the state's mapping of this node's users to their
-sessions (`ClusterState.localUserSessions`) instead of calling
-`userSessionsOn` (896 per received message).
-
-In the relay: the clustersync rate alone, 10 alternating pairs, this pass's
-`gc_thresholds` against the code before it: ratio 1.105 (pairs
-0.90-1.31). On the final code, 10 alternating pairs of the default
-against `gc_thresholds = "none"`: rate 1.14x (pairs 0.86-1.45), node A's
-CPU time per message 0.81x (0.68-1.15), node B's 0.91x (0.65-1.13); a
-single run of this harness can still show them level (one did: 0.45
-against 0.46), which is why the pairs are the measure of this change. With the changes up to `b"" + raw`, 7 rounds side by side:
-default configuration 0.53 of the bare relay (5 of 7 rounds at 0.5 or
-above), `confirm_sends = false` 0.50; in 5 rounds, the default
-configuration 0.50 against 0.435 with CPython's thresholds; a full run of
-this harness then gave 0.49 (rounds 0.36-0.66), with node A at 1.76x the
-bare sender's CPU time per message and node B at 2.24x the bare
-receiver's. After `localUserSessions`, 7 rounds: 0.46 (rounds 0.36-0.63),
-node A 3.83 µs against the bare sender's 1.74, node B 3.75 µs against the
-bare receiver's 1.84. Both sides now cost about twice the bare relay's
-per message, so the relay ratio sits around 0.5 and moves with the noise
-of the machine from one run to the next (the rounds of one run spread
-from 0.37 to 0.84). Hence the "slower side" row added to section 1 in this
-pass: the ratio of the two relays' costlier side's CPU time per message,
-which says what rate the code allows independently of scheduling. The line-level profile of node B
-(py-spy) puts a fifth of its time in msgspec's `decode_lines` and a third
-in the benchmark sink; node A's time is spread over encoding (16%), the
-confirmed send's bookkeeping (24%) and firing it (10%), with no single
-step left that is large.
-
-### Fifth pass (recorded 2026-11-29, third session of the day)
-
-Two changes: the node's `codec.DirectEncoder` keeps each user's
-DIRECT_MESSAGE prefix (envelope, origin, `userId`; up to 16,384 users,
-about 3 MB) so that a send concatenates instead of formatting the id,
-and the per-type counters are lists indexed by wire type
-(`Metrics.inCounts`/`outCounts`), which cost about 280 instructions
-fewer per increment than dict entries.
-
-| instructions per message (this pass's harness: a fixed hash seed, 2,000 against 12,000 messages; not comparable with the rows above) | start of pass | end of pass |
-|---|---:|---:|
-| node A, acknowledgements every 300 sends | 19,454 | 19,035 |
-| node A, 3,000 sends waiting, `gc_thresholds` default | 21,012 | 20,475 |
-| node B, framing to `ILocalDelivery`, incl. the benchmark sink | 19,396 | 18,936 |
-
-Where node A's time goes in the real process (each burst of sends timed
-with `process_time`): the sends themselves take 3.1-3.4 µs per message
-against the bare sender's 2.2 µs (which is mostly Twisted's
-`transport.write`, called once per line); the rest (reactor turns,
-writes, acknowledgement checks, firing the sends) 0.7 µs per message
-against the bare sender's 0.3. With `confirm_sends = false` node A
-cost 3.3-3.5 µs per message in four runs, against 3.4-6.6 with
-confirmation in the same series; the number of sends waiting for their
-acknowledgement (559 to 11,610 on average over a run) did not go with the
-cost, so this is not the cache footprint of the waiting sends.
-
-Noise: with the two processes pinned to one CPU each, 8 rounds gave
-node A 3.1-5.5 µs per message for the same code. 10 alternating pairs of
-this pass's code against the code before it: rate 1.09x (pairs
-0.79-1.63), node A's CPU per message 1.00x (0.59-1.32), node B's 0.94x
-(0.57-1.13), all well inside the noise. Tried and dropped: framing a
-read without splitting it into lines (92 instructions per line fewer
-on node B, not worth the change), and checking acknowledgements every
-0.5 ms instead of 5 (rate 1.01x, node A 1.03x over 8 pairs).
-
-### Sixth pass (recorded 2026-11-29, fourth session of the day)
-
-Fewer Python layers per message, one on each side. On the sending side,
-the first send to a user on one peer keeps the user's *route*: the
-server, the user's DIRECT_MESSAGE prefix, and the link's `sendConfirmed`
-(its `sendLine` with `confirm_sends` off). The next sends to that user
-check that the route's server is still the user's only one, encode the
-message and call the link. This skips `DirectEncoder.encode` and
-`_sendOne`, which was three Python calls and their lookups per send.
-Replacing or losing a link drops the routes, and at most 16,384 are
-kept. On the receiving side, the loop over a read's decoded messages
-dispatches an ordinary message itself instead of calling
-`_receiveMessage` for each one.
-
-| instructions per message (the fifth pass's harness) | start of pass | end of pass |
-|---|---:|---:|
-| node A, acknowledgements every 300 sends | 18,788 | 16,490 |
-| node A, 3,000 sends waiting | 20,225 | 17,911 |
-| node A, `confirm_sends = false` | 17,378 | 14,820 |
-| node B, framing to `ILocalDelivery`, incl. the benchmark sink | 18,992 | 18,457 |
-
-The start figures are the code at the start of this pass, measured again
-on the day. They differ from the fifth pass's end figures by up to 250
-instructions: that pass's last review took about 130 off each send, and
-the rest is the harness.
-
-In the real relay, with bare, old code and new code in every round and
-the order alternated:
-- 16 rounds: node A's CPU per message was 0.82x the old code's
-  (median of pairs, 0.53-1.34) and the rate 1.11x.
-- 12 more rounds: node A 0.94x, node B 0.93x, rate 1.10x. In that run
-  the relay ratio (clustersync / bare, median of rounds) was 0.63 for the
-  new code (every round 0.57 or above) and 0.59 for the old code (0.51-0.92).
-"""
+def _steps(args):
+    reference = getattr(args, "reference", None) or REFERENCE_COMMIT
+    return {
+        "relay": relaySection,
+        "percall": perMessageSection,
+        "relay-compare": lambda sizes: relayCompareSection(sizes, reference),
+        "sync": syncSection,
+        "memory": memorySection,
+        "codec": codecSection,
+    }
 
 
-def _variants() -> dict[str, dict]:
-    """
-    The clustersync configurations the relay runs: the defaults, and (when
-    this version has the setting) the defaults with application receipts
-    on plain links too (C{receipts = "all"}), with C{confirm_sends} off,
-    and with CPython's own garbage-collector thresholds
-    (C{gc_thresholds = "none"}).
-    """
-    from clustersync.app.config import NodeConfig
-
-    defaults = NodeConfig()
-    variants = {"cs": {}}
-    if getattr(defaults, "receipts", "all") != "all":
-        variants["cs-receipts"] = {"receipts": "all"}
-    if getattr(defaults, "confirmSends", False):
-        variants["cs-noconfirm"] = {"confirmSends": False}
-    if getattr(defaults, "gcThresholds", None):
-        variants["cs-gc-python"] = {"gcThresholds": None}
-    return variants
-
-
-def relaySection(sizes: Sizes) -> Section:
-    """Section 1: DM relay throughput and latency, clustersync vs a bare relay."""
-    from clustersync.bench.relay import relayRounds
-
-    variants = _variants()
-    sat = relayRounds(sizes.relayCount, sizes.relayRounds, LINE_SIZE, variants=variants)
-    paced = relayRounds(sizes.pacedCount, sizes.pacedRounds, LINE_SIZE, sizes.pacedRate,
-                        variants=variants)
-    bare = sat["bare"]
-    labels = {"cs": "default config", "cs-receipts": 'receipts = "all"',
-              "cs-noconfirm": "confirm_sends = false",
-              "cs-gc-python": "gc_thresholds = none (CPython's 700, 10, 10)"}
-    rows = []
-    for name in variants:
-        cs = sat[name]
-        ratios = ", ".join(f"{r:.2f}" for r in cs["ratios"])
-        rows += [
-            Row(f"DM relay throughput, saturated, {labels[name]}", cs["rate"], bare["rate"],
-                "msgs/s", "bare line relay (same layout)",
-                f"medians of {sizes.relayRounds} rounds of {sizes.relayCount:,} msgs; "
-                f"ratio = median of per-round ratios ({ratios})", cs["ratio"]),
-            Row("  latency p50, saturated", cs["p50"], bare["p50"], "ms", "bare line relay",
-                "includes queueing in socket buffers"),
-            Row("  latency p99, saturated", cs["p99"], bare["p99"], "ms", "bare line relay", ""),
-            Row("  CPU per message, sending process (node A)", cs["sourceCpu"], bare["sourceCpu"],
-                "µs", "bare sender", "process_time, first send to link closed; median of rounds"),
-            Row("  CPU per message, receiving process (node B)", cs["sinkCpu"], bare["sinkCpu"],
-                "µs", "bare receiver", "process_time, first to last message; incl. the sink"),
-            Row("  CPU per message, slower side", cs["cpuBound"], bare["cpuBound"], "µs",
-                "bare relay's slower side",
-                "ratio = median over rounds of bare's slower side / this one's: the rate "
-                "ratio the CPU costs allow, whatever the scheduling", cs["cpuRatio"]),
-        ]
-    for name in variants:
-        rows += [
-            Row(f"DM relay latency p50, paced at {sizes.pacedRate:,.0f} msgs/s, {labels[name]}",
-                paced[name]["p50"], paced["bare"]["p50"], "ms", "bare line relay, same rate",
-                f"medians of {sizes.pacedRounds} rounds of {sizes.pacedCount:,} msgs"),
-            Row("  latency p99, paced", paced[name]["p99"], paced["bare"]["p99"], "ms",
-                "bare line relay, same rate", ""),
-        ]
-    verdicts = []
-    for name in variants:
-        ratio, ratios = sat[name]["ratio"], sat[name]["ratios"]
-        reached = sum(1 for r in ratios if r >= 0.5)
-        verdicts.append(
-            f"{labels[name]}: **{'met' if ratio >= 0.5 else 'NOT met'}** by the median "
-            f"({ratio:.2f}; {reached} of {len(ratios)} rounds at 0.5 or above, rounds "
-            f"{min(ratios):.2f}-{max(ratios):.2f}; CPU-bound ratio {sat[name]['cpuRatio']:.2f})")
-    return Section(
-        "1. DM relay: node A -> node B -> local sink",
-        rows,
-        method=f"""
-Two OS processes per run, each with its own reactor, on 127.0.0.1 ephemeral
-ports. clustersync: process 1 runs node A (`makeNodeService`) and the
-driver, which calls A's `ICluster.sendToUser(U, {{"t": monotonic_ns, "p":
-padding}})` for every message; process 2 runs node B, where user U has one
-session and the `ILocalDelivery` sink counts each delivery and takes its
-latency (receive `monotonic_ns` minus `t`, one clock for the machine). Bare
-relay (the ceiling): process 1 writes the very same DIRECT_MESSAGE lines
-({LINE_SIZE} bytes) straight to a TCP socket, process 2 is a
-`LineOnlyReceiver` handing each line to the same sink. Both senders write
-until Twisted's transport reports its buffer full (`producerPaused`), yield
-to the reactor, and go on (polling every 0.2 ms while full), so "saturated"
-means as fast as the slower process allows; rate = messages / (first send
--> last receive). Each round runs the bare relay then every clustersync
-configuration; medians over rounds are reported. Paced runs send at a fixed
-rate (a 1 ms `LoopingCall` catching up on schedule) to show latency without
-queueing. The nodes run with the client gateway and web page off and the
-peer flood guard raised out of reach (its check still runs). Each process
-also measures its own CPU time (user and system, `time.process_time`) per
-message: the side that costs more per message is the one that bounds the
-rate, and the relay ratio is at best the bare relay's slower side's cost
-over clustersync's slower side's: the "slower side" row gives that ratio,
-round by round and then the median, which moves much less with the
-machine's noise than the rates do (a sender whose link is full polls every
-0.2 ms, so the faster side's figure includes a little waiting).""",
-        notes="Target clustersync/bare >= 0.5: " + "; ".join(verdicts) + ". "
-        "Saturated latency is set by how much queues up between the faster and "
-        "the slower process (socket buffers), so it is not a fair comparison "
-        "between relays whose bottleneck sits on different sides; the paced rows "
-        "are the latency comparison.",
+def preamble(args) -> str:
+    """The report's introduction: how it was made, and how to run one part."""
+    command = "python -m clustersync.bench" + (" --quick" if args.quick else "")
+    command += "".join(f" --only {name}" for name in args.only)
+    parts = "\n".join(f"- `{name}`: {what}" for name, what in PARTS.items())
+    return (
+        f"Generated by `make bench` (`{command}`); do not edit by hand. "
+        "Every figure is measured next to its reference in the same run, and "
+        "the ratio (value / reference) is the number to compare across "
+        "machines: the absolute values move with the machine's load.\n\n"
+        "The parts, all run by default; `make bench ARGS=\"--only PART\"` runs one "
+        "(repeatable; the report then holds only those, so add `--output FILE` to "
+        "keep this one; `--quick` for small sizes):\n\n" + parts
     )
-
-
-def perMessageSection(sizes: Sizes) -> Section:
-    """Section 1b: per-message CPU cost of each side, in one process."""
-    from clustersync.bench.percall import perMessageRows
-
-    rows = perMessageRows(sizes.codecDirect, LINE_SIZE, sizes.repeat)
-    send, receive = rows
-    return Section(
-        "1b. Per-message CPU cost of each relay side, in one process",
-        rows,
-        method="""
-No kernel, no reactor: node A and node B are each driven through their wire
-only (a `PeerProtocol` on a `StringTransport`, handed the peer's HELLO and
-SYNC_STATE lines). Node A's figure is `sendToUser` (encode the message
-once and build the DIRECT_MESSAGE line around it, `sendLine`, which gathers
-lines and writes them 32 KiB at a time here since a `Clock` never ends the
-reactor turn, and the returned Deferred); node B's is framing, decode,
-dispatch, the built-in handler, the state lookup and the `ILocalDelivery`
-call. The references do the bare relay's work on the same kind of
-transport. A `StringTransport` has no socket, so a confirmed send confirms
-at once: `confirm_sends` bookkeeping is not in these figures.""",
-        notes=f"""
-The relay runs at the pace of its slower side, and both real processes
-also pay the reactor and the kernel per read and per write (the bare
-sender one Twisted `write` per line, clustersync one per 32 KiB). Here
-node A costs {send.ratio:.1f}x the bare sender and node B
-{receive.ratio:.1f}x the bare receiver. The bare receiver is the slower side
-of the bare relay; node B is about as slow as node A once A's confirmation
-bookkeeping (not in this table: a Deferred per send, fired when the peer's
-TCP stack or receipt acknowledges the line) is counted, so both sides of
-clustersync set its pace. Sampling the real processes (py-spy) shows no
-single hot spot: on B the time is spread over framing, decode (msgspec),
-dispatch, the handler, the state lookup and the delivery call, each a few
-percent.""",
-    )
-
-
-def syncSection(sizes: Sizes) -> Section:
-    """Section 2: SYNC_STATE apply and encode time."""
-    from clustersync.bench.sync import syncRows
-
-    rows = syncRows(sizes.syncSessions, sizes.repeat)
-    applyMs, decodeMs = rows[0].value, rows[1].value
-    return Section(
-        "2. SYNC_STATE apply and encode",
-        rows,
-        method="""
-In this process: one SYNC_STATE line of realistic sessions (0-3 channels
-each, one user in ten with two sessions) is decoded with `codec.decode` and
-applied to a fresh `ClusterState` with `replaceServer`; the reference is
-the same line through stdlib `json.loads`, timed alternately with it.
-Garbage collection is off during each timing; the fastest of the repeats
-is kept.""",
-        notes=f"""
-Decoding is {decodeMs / applyMs:.0%} of decode + apply: building the
-state's indexes in `replaceServer` is where a full sync spends its time
-({applyMs - decodeMs:,.0f} ms for {sizes.syncSessions:,} sessions).""",
-    )
-
-
-def memorySection(sizes: Sizes) -> Section:
-    """Section 3: memory per remote session."""
-    from clustersync.bench.sync import memoryRows
-
-    rows = memoryRows(sizes.memorySessions)
-    indexes = rows[0].value - rows[1].value
-    oneSet = sys.getsizeof({"session-1"})
-    return Section(
-        "3. Memory per remote session",
-        rows,
-        method="""
-`tracemalloc` counts the bytes still allocated after decoding a SYNC_STATE
-and applying it to a fresh `ClusterState` (the line itself excluded),
-divided by the number of sessions. The reference is a dict sessionId ->
-plain dict with the same fields (from `json.loads` of the same line).""",
-        notes=f"""
-The records themselves (`SessionInfo`, a `gc=False` msgspec Struct) cost
-{rows[1].value:,.0f} bytes, {rows[1].ratio:.2f}x a plain dict; the indexes
-cost the other {indexes:,.0f} bytes per session. Most of that is one-member
-sets: a one-member Python set is {oneSet} bytes, and `ClusterState` keeps one
-per user in the server's by-user index, one per user in the cluster-wide
-user -> servers index and one per session in the sessionId -> servers index,
-nearly always with a single member. Storing a lone member without a set
-(or sharing one frozenset per server) would be the way to cut memory.""",
-    )
-
-
-def codecSection(sizes: Sizes) -> Section:
-    """Section 4: codec choice (msgspec vs orjson vs stdlib json)."""
-    from clustersync.bench.codecs import codecRows
-
-    rows = codecRows(sizes.codecDirect, sizes.codecSync, sizes.repeat)
-    return Section(
-        "4. Codec choice: msgspec vs orjson vs stdlib json",
-        rows,
-        method="""
-Each codec does the relay's job: decode and validate a line and produce the
-bytes of its `message` (what local delivery needs), then encode a line of
-the same type. msgspec (the current codec) decodes to typed Structs with
-the forwarded `message` kept as `msgspec.Raw`; orjson and stdlib json parse
-to dicts, validate by hand (types, int64 range, channels to a set) and
-must re-encode the `message` value. Ratio < 1 means msgspec is faster.""",
-        notes=codecVerdict(rows),
-    )
-
-
-def codecVerdict(rows: list[Row]) -> str:
-    """
-    The conclusion the codec rows support, in words, from their ratios
-    (msgspec time / other codec's time for the full decode + encode).
-    """
-    totals = {}
-    slower = []
-    parent = ""
-    for row in rows:
-        if not row.figure.startswith(" "):
-            parent = row.figure.split(",")[0]
-        if row.figure.startswith(("DIRECT_MESSAGE decode + encode", "SYNC_STATE decode + encode")):
-            kind = row.figure.split()[0]
-            other = "orjson" if row.referenceName.startswith("orjson") else "stdlib json"
-            totals[(kind, other)] = row.ratio
-        elif row.ratio is not None and row.ratio >= 1:
-            other = "orjson" if row.referenceName.startswith("orjson") else "stdlib json"
-            slower.append(f"{parent}, {row.figure.strip()} ({row.ratio:.2f}x {other})")
-    if not totals:
-        return ""
-    parts = [
-        f"{kind} decode + encode with msgspec takes {ratio:.2f}x the time of {other}"
-        for (kind, other), ratio in totals.items()
-    ]
-    wins = all(r is not None and r < 1 for r in totals.values())
-    verdict = (
-        "msgspec is the fastest of the three for both message shapes, and it also "
-        "gives typed, validated messages with field-named errors and forwards `message` "
-        "bytes untouched: **keep msgspec**."
-        if wins
-        else "msgspec is not the fastest everywhere in this run; see the rows above "
-        "before changing codecs (the typed validation and untouched `message` bytes "
-        "are its other reasons)."
-    )
-    if slower:
-        verdict += (" Where msgspec alone is not faster: " + "; ".join(slower)
-                    + " (msgspec's path builds the typed message and goes through `codec.encode`;"
-                    " the dict codecs serialise an already-built dict).")
-    return "Conclusion: " + "; ".join(parts) + ". " + verdict
 
 
 def runAll(args, sizes: Sizes | None = None) -> str:
     """
     Run the parts selected by C{args} (C{--quick}, C{--only}, C{--output},
-    C{--profile}), write the report and return it.
+    C{--profile}, C{--reference}), write the report and return it.
 
     @param sizes: overrides the sizes C{--quick} selects (tests use tiny
         ones).
     """
     if sizes is None:
         sizes = QUICK if args.quick else FULL
-    only = set(args.only) or {"relay", "percall", "sync", "memory", "codec"}
+    only = set(args.only) or set(PARTS)
     started = time.monotonic()
     sections = []
-    steps = [("relay", relaySection), ("percall", perMessageSection), ("sync", syncSection),
-             ("memory", memorySection), ("codec", codecSection)]
-    for name, make in steps:
+    for name, make in _steps(args).items():
         if name in only:
             t = time.monotonic()
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
@@ -591,15 +82,8 @@ def runAll(args, sizes: Sizes | None = None) -> str:
             print(f"bench: {name} done in {time.monotonic() - t:.1f}s", file=sys.stderr, flush=True)
     if args.profile:
         _profile(args.profile, sizes)
-    preamble = (
-        "Generated by `make bench` (`python -m clustersync.bench"
-        + (" --quick" if args.quick else "") + "`); do not edit by hand. "
-        "Every figure is measured next to its reference in the same run, and "
-        "the ratio (value / reference) is the number to compare across "
-        "machines: the absolute values move with the machine's load."
-    )
-    text = renderMarkdown(sections, machineInfo(), preamble, time.monotonic() - started)
-    text += _history()
+    text = renderMarkdown(sections, machineInfo(), preamble(args), time.monotonic() - started)
+    text += historyText()
     if args.output == "-":
         sys.stdout.write(text)
     else:
@@ -608,10 +92,6 @@ def runAll(args, sizes: Sizes | None = None) -> str:
             f.write(text)
         print(f"bench: wrote {args.output}", file=sys.stderr)
     return text
-
-
-def _history() -> str:
-    return "\n" + HISTORY.strip() + "\n"
 
 
 def _profile(prefix: str, sizes: Sizes) -> None:
