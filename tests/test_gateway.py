@@ -618,7 +618,7 @@ class ExtensionTests(unittest.TestCase):
         service = GatewayService(node, config, reactor, path)
         service.startService()
         self.assertTrue(os.path.exists(path))
-        self.assertIs(node._delivery, service.gateway)
+        self.assertIs(node.localDelivery.provider, service.gateway)
         (port,) = reactor.tcpServers
         self.assertEqual((port[0], port[3]), (7999, "127.0.0.1"))
         self.successResultOf(service.stopService())

@@ -1,8 +1,8 @@
 """
-Tests for the send hot path of L{clustersync.cluster.node.ClusterNode}: a send to a
-user on one peer goes through the link's confirmed send, and the routes
-kept for the next sends (L{ClusterNode._routes}) never point at a server or
-link the user is no longer on.
+Tests for the send hot path (L{clustersync.cluster.sending.Sending.sendToUser}):
+a send to a user on one peer goes through the link's confirmed send, and
+the routes kept for the next sends (L{clustersync.cluster.routes.Routes})
+never point at a server or link the user is no longer on.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from twisted.trial import unittest
 
 from clustersync.wire.codec import DirectMessage, DirectMessagePayload, decode, encode, rawMessage
 from clustersync.errors import PeerUnavailable, UnknownUser
+from clustersync.cluster import routes as routesModule
 from clustersync.cluster.node import Delivery
+from clustersync.cluster.routes import PeerRoute, UserRoute
 
-from tests.test_node import FakeLink, NodeTestMixin
+from tests.nodefakes import FakeLink, NodeTestMixin
 
 
 class _ConfirmingLink(FakeLink):
@@ -55,7 +57,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
     """
     A send to a user on one peer goes through the link's confirmed send.
     After a first one, the node keeps the user's route
-    (L{ClusterNode._routes}) and builds the next lines itself: the same
+    (L{Routes.users}) and builds the next lines itself: the same
     bytes, results, failures and counters as the first way, and never a
     line to a server or link the user is no longer on.
     """
@@ -63,6 +65,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
     def setUp(self) -> None:
         """A confirming link to srv-d hosting session ld1 of user 55."""
         NodeTestMixin.setUp(self)
+        self.routes = self.node.sending.routes
         self.d = self.confirming("srv-d")
         self.remote(self.d, "ld1", 55)
 
@@ -86,23 +89,39 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         the typed encoder writes, fire with the peer as destination, and
         are counted like the first.
         """
-        self.assertNotIn(55, self.node._routes)
+        self.assertNotIn(55, self.routes.users)
         sent = []
         for i, message in enumerate([{"n": 0}, {"n": 1, "s": "\u00e9\n"}, {}]):
             result = self.successResultOf(self.node.sendToUser(55, message))
             self.assertEqual(result, Delivery(0, ("srv-d",)))
-            self.assertIn(55, self.node._routes)
+            self.assertIn(55, self.routes.users)
             sent.append(encode(DirectMessage("srv-a", DirectMessagePayload(55, rawMessage(message)))))
         self.assertEqual(self.d.lines, sent)
         self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 3)
 
+    def test_routeNamesItsParts(self) -> None:
+        """
+        The kept route of user 55 is a L{UserRoute}: the start of every
+        line to the user, and the L{PeerRoute} of srv-d's current link,
+        which fires sends with srv-d as destination.
+        """
+        self.node.sendToUser(55, {"n": 1})
+        route = self.routes.users[55]
+        self.assertIsInstance(route, UserRoute)
+        self.assertEqual(route.prefix,
+                         b'{"type":"DIRECT_MESSAGE","origin":"srv-a","payload":{"userId":55,"message":')
+        self.assertIsInstance(route.peer, PeerRoute)
+        self.assertIs(route.peer, self.routes.peers["srv-d"])
+        self.assertEqual((route.peer.serverId, route.peer.link, route.peer.delivery),
+                         ("srv-d", self.d, Delivery(0, ("srv-d",))))
+
     def test_routeTaken(self) -> None:
         """
         Once the route is kept, a send to the user does not go through the
-        general one-peer send (L{ClusterNode._sendOne}) again.
+        general one-peer send (L{Sending._sendOne}) again.
         """
         self.node.sendToUser(55, {"n": 1})
-        self.patch(self.node, "_sendOne", lambda *a: self.fail("_sendOne called"))
+        self.patch(self.node.sending, "_sendOne", lambda *a: self.fail("_sendOne called"))
         self.assertEqual(self.successResultOf(self.node.sendToUser(55, {"n": 2})),
                          Delivery(0, ("srv-d",)))
         self.assertEqual(self.messages(self.d), [{"n": 1}, {"n": 2}])
@@ -113,7 +132,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         sent to on srv-b only; while on both, on both.
         """
         self.node.sendToUser(55, {"n": 1})
-        self.assertIn(55, self.node._routes)
+        self.assertIn(55, self.routes.users)
         self.remote(self.b, "lb9", 55)
         result = self.successResultOf(self.node.sendToUser(55, {"n": 2}))
         self.assertEqual(sorted(result.servers), ["srv-b", "srv-d"])
@@ -159,7 +178,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         self.successResultOf(self.node.sendToUser(55, message(1)))
         second = self.confirming("srv-d", "outbound")
         self.assertTrue(self.d.duplicate)
-        self.assertEqual(self.node._routes, {})
+        self.assertEqual(self.routes.users, {})
         self.d.lines.clear()
         self.assertEqual(self.successResultOf(self.node.sendToUser(55, message(2))).servers,
                          ("srv-d",))
@@ -175,7 +194,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
     def test_linkReplacedOtherMessage(self) -> None:
         """
         The same for a message that keeps no route (the peer's confirmed
-        send kept per link, L{ClusterNode._oneServer}, goes with the link).
+        route kept per link, L{Routes.peers}, goes with the link).
         """
         self.checkLinkReplaced(lambda n: f"m{n}")
 
@@ -188,8 +207,8 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(self.successResultOf(self.node.sendToUser(55, message(1))).servers,
                          ("srv-d",))
         self.node.linkLost(self.d, "gone", True)
-        self.assertEqual(self.node._routes, {})
-        self.assertNotIn("srv-d", self.node._oneServer)  # the lost link is not kept
+        self.assertEqual(self.routes.users, {})
+        self.assertNotIn("srv-d", self.routes.peers)  # the lost link is not kept
         self.failureResultOf(self.node.sendToUser(55, message(2)), UnknownUser)
         second = self.confirming("srv-d")
         self.remote(second, "ld1", 55)
@@ -247,7 +266,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         from msgspec import Raw
 
         self.node.sendToUser(55, "uno")
-        self.assertNotIn(55, self.node._routes)  # kept for dict messages only
+        self.assertNotIn(55, self.routes.users)  # kept for dict messages only
         self.node.sendToUser(55, {"n": 1})
         self.d.lines.clear()
         self.successResultOf(self.node.sendToUser(55, Raw(b'{"a":\n1}')))
@@ -267,7 +286,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         """
         self.remote(self.d, "ld2", 1, [1])
         self.node.sendToUser(1, {"n": 1})
-        self.assertIn(1, self.node._routes)
+        self.assertIn(1, self.routes.users)
         self.d.lines.clear()
         for d in (self.node.sendToUser(True, {"n": 2}), self.node.sendToUser(1.0, {"n": 2}),
                   self.node.sendToChannel(True, {"n": 2})):
@@ -284,7 +303,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         self.remote(pending, "le1", 66)
         self.assertNoResult(self.node.sendToUser(66, {"n": 1}))
         self.assertNoResult(self.node.sendToUser(66, {"n": 2}))
-        self.assertIn(66, self.node._routes)
+        self.assertIn(66, self.routes.users)
         self.node.config.confirmSends = False
         self.assertEqual(self.successResultOf(self.node.sendToUser(66, {"n": 3})).servers,
                          ("srv-e",))
@@ -292,8 +311,8 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
 
     def test_confirmSendsOff(self) -> None:
         """
-        With C{confirm_sends} off, the route keeps the link's C{sendLine}:
-        sends fire at once with the same lines, a refusing link fails them
+        With C{confirm_sends} off, a kept route writes with the link's
+        C{sendLine}: sends fire at once with the same lines, a refusing link fails them
         with L{PeerUnavailable}, and turning confirmation back on makes them
         wait for the peer again.
         """
@@ -303,7 +322,7 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         for n in range(3):
             self.assertEqual(self.successResultOf(self.node.sendToUser(66, {"n": n})),
                              Delivery(0, ("srv-e",)))
-        self.assertIs(self.node._routes[66][5], False)
+        self.assertIn(66, self.routes.users)
         self.assertEqual(pending.lines, [
             encode(DirectMessage("srv-a", DirectMessagePayload(66, rawMessage({"n": n}))))
             for n in range(3)])
@@ -318,19 +337,47 @@ class RouteTests(NodeTestMixin, unittest.TestCase):
         self.assertEqual(self.messages(pending)[-2:], [{"n": 4}, {"n": 5}])
         self.assertEqual(self.node.metrics.messagesOut["DIRECT_MESSAGE"], 5)
 
+    def test_linkWithoutConfirmedSend(self) -> None:
+        """
+        A route over a link that has no C{sendConfirmed} (nor
+        C{whenAcknowledged}) writes with its C{sendLine} and fires at once,
+        kept or not; a refused line fails the send with L{PeerUnavailable}.
+        """
+        self.remote(self.b, "lb7", 77)
+        for n in range(3):
+            self.assertEqual(self.successResultOf(self.node.sendToUser(77, {"n": n})),
+                             Delivery(0, ("srv-b",)))
+        self.assertIn(77, self.routes.users)
+        self.assertEqual(self.messages(self.b), [{"n": 0}, {"n": 1}, {"n": 2}])
+        self.b.accept = False
+        f = self.failureResultOf(self.node.sendToUser(77, {"n": 3}), PeerUnavailable)
+        self.assertEqual(f.value.servers, ("srv-b",))
+
+    def test_peerRouteFollowsTheRegistry(self) -> None:
+        """
+        A one-peer send that is not on a kept user route writes to the
+        peer's link in the registry, even one the routes were not told of.
+        """
+        self.node.sendToUser(55, "m1")
+        replacement = _ConfirmingLink("srv-d")
+        self.node.links.active["srv-d"] = replacement
+        self.d.lines.clear()
+        self.assertEqual(self.successResultOf(self.node.sendToUser(55, "m2")).servers,
+                         ("srv-d",))
+        self.assertEqual((self.messages(self.d), self.messages(replacement)), ([], ["m2"]))
+        self.assertIs(self.routes.peers["srv-d"].link, replacement)
+
     def test_bounded(self) -> None:
         """
         At most L{ROUTES} routes are kept: one more empties them, and sends
         to every user still go where they should.
         """
-        from clustersync.cluster import node as nodeModule
-
-        self.patch(nodeModule, "ROUTES", 2)
+        self.patch(routesModule, "ROUTES", 2)
         for user in (56, 57):
             self.remote(self.d, f"ld{user}", user)
         for round in range(2):
             for user in (55, 56, 57):
                 self.successResultOf(self.node.sendToUser(user, {"u": user}))
-                self.assertLessEqual(len(self.node._routes), 2)
+                self.assertLessEqual(len(self.routes.users), 2)
         self.assertEqual([json.loads(x)["payload"]["userId"] for x in self.d.lines],
                          [55, 56, 57] * 2)

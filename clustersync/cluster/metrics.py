@@ -26,10 +26,9 @@ class Metrics:
     Counters of one node.
 
     @ivar inCounts: messages received (decoded) from peers, per wire type:
-        a list indexed by L{TYPE_INDEX}, for the hot paths to increment (an
-        item of a list costs about 280 machine instructions fewer per
-        increment than an entry of a C{dict}, itself much cheaper than a
-        L{Counter}'s).
+        a list indexed by L{TYPE_INDEX}, for the hot paths to increment (a
+        list item is cheaper to increment than a C{dict} entry, and much
+        cheaper than a L{Counter}'s).
     @ivar outCounts: lines written to peers, per wire type, likewise.
     @ivar rejectedInputs: reason -> inputs refused (bad lines, limits, ...).
     @ivar linksClosed: reason -> links closed by this node.
