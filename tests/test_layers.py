@@ -282,3 +282,49 @@ class CompatibilityTests(unittest.TestCase):
         isNode, isConfig, line = echo.seen[0]
         self.assertEqual((isNode, isConfig), (True, True))
         self.assertIn(b"BROADCAST", line)
+
+
+class StandAloneTests(unittest.TestCase):
+    """
+    The repository stands alone in a fresh clone: no file points to a path
+    outside it, and the documents' relative links resolve.
+    """
+
+    def trackedTexts(self):
+        """Every tracked text file of the repository: (path, text)."""
+        root = PACKAGE.parent
+        for pattern in ("*.md", "docs/*.md", "clustersync/**/*.py", "tests/**/*.py",
+                        "Makefile", "pyproject.toml", "contrib/**/*"):
+            for path in root.glob(pattern):
+                if path.is_file() and ".venv" not in path.parts:
+                    yield path, path.read_text(errors="replace")
+
+    def test_noPathOutside(self) -> None:
+        """
+        Nothing names C{../shared} or the spec files kept outside the
+        repository; docs/protocol.md is the protocol document.
+        """
+        offenders = [
+            str(path) for path, text in self.trackedTexts()
+            if path.name != "test_layers.py"
+            and ("../shared" in text or "peer-protocol.md" in text or "NOTES.md" in text)
+        ]
+        self.assertEqual(offenders, [])
+
+    def test_markdownLinksResolve(self) -> None:
+        """
+        Every relative link in README.md, CONTRIBUTING.md and docs/*.md
+        names a file of the repository.
+        """
+        import re
+
+        root = PACKAGE.parent
+        broken = []
+        for path in [root / "README.md", root / "CONTRIBUTING.md", *root.glob("docs/*.md")]:
+            for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", path.read_text()):
+                if "://" in target or target.startswith("mailto:"):
+                    continue
+                resolved = (path.parent / target).resolve()
+                if not resolved.exists() or root not in resolved.parents:
+                    broken.append((path.name, target))
+        self.assertEqual(broken, [])
