@@ -10,6 +10,7 @@ import json
 from twisted.trial import unittest
 
 from clustersync.wire.codec import ProtocolError, decode
+from clustersync.wire.messages import MAX_ID_LENGTH, MAX_IP_LENGTH, MAX_NAME_LENGTH
 
 from tests.codecsupport import EXPECTED_CLASSES, compact, encodedDict, line, specDict
 
@@ -239,3 +240,59 @@ class ProtocolErrorTests(unittest.SynchronousTestCase):
                         decode(candidate)
                     except ProtocolError:
                         pass
+
+
+class StringBoundTests(unittest.TestCase):
+    """
+    Every string field a peer sends has a length bound: a longer value makes
+    the line a L{ProtocolError} naming the field, so the node logs, counts
+    and drops it and its state never holds the value.
+    """
+
+    def connected(self, **fields) -> bytes:
+        """A CLIENT_CONNECTED line with C{fields} overriding a valid session."""
+        session = {"serverId": "srv-a", "sessionId": "s-1", "clienteId": 1,
+                   "usuario": "ana", "ip": "10.0.0.1", "canales": [3]}
+        session.update(fields)
+        return json.dumps({"type": "CLIENT_CONNECTED", "origin": "srv-a",
+                           "payload": session}).encode()
+
+    def test_atTheBoundAccepted(self) -> None:
+        """Values exactly at each bound decode."""
+        message = decode(self.connected(
+            sessionId="s" * MAX_ID_LENGTH, serverId="v" * MAX_ID_LENGTH,
+            usuario="u" * MAX_NAME_LENGTH, ip="1" * MAX_IP_LENGTH))
+        self.assertEqual(len(message.payload.usuario), MAX_NAME_LENGTH)
+
+    def test_overTheBoundRefused(self) -> None:
+        """One character over any bound is refused, naming the field."""
+        for field, bound in (("sessionId", MAX_ID_LENGTH), ("serverId", MAX_ID_LENGTH),
+                             ("usuario", MAX_NAME_LENGTH), ("ip", MAX_IP_LENGTH)):
+            with self.assertRaises(ProtocolError) as caught:
+                decode(self.connected(**{field: "x" * (bound + 1)}))
+            self.assertIn(field, str(caught.exception))
+
+    def test_huge(self) -> None:
+        """A 10 MB user name is refused like a slightly long one."""
+        with self.assertRaises(ProtocolError):
+            decode(self.connected(usuario="x" * 10_000_000))
+
+    def test_otherMessages(self) -> None:
+        """origin, HELLO's serverId and every payload sessionId are bounded too."""
+        long = "x" * (MAX_ID_LENGTH + 1)
+        lines = [
+            {"type": "HELLO", "origin": "srv-a", "payload": {"serverId": long}},
+            {"type": "HELLO", "origin": long, "payload": {"serverId": "srv-a"}},
+            {"type": "CLIENT_DISCONNECTED", "origin": "srv-a",
+             "payload": {"sessionId": long, "clienteId": 1}},
+            {"type": "CHANNEL_MEMBERSHIP", "origin": "srv-a",
+             "payload": {"sessionId": long, "clienteId": 1, "canalId": 3, "action": "JOIN"}},
+            {"type": "SESSION_MESSAGE", "origin": "srv-a",
+             "payload": {"sessionId": long, "message": 1}},
+            {"type": "SYNC_STATE", "origin": "srv-a", "payload": {"sessions": [
+                {"serverId": "srv-a", "sessionId": long, "clienteId": 1,
+                 "usuario": "ana", "ip": "1", "canales": []}]}},
+        ]
+        for value in lines:
+            with self.assertRaises(ProtocolError):
+                decode(json.dumps(value).encode())

@@ -44,6 +44,27 @@ __all__ = [
 #: A 64-bit signed integer, as the spec's ids are.
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
+#: The longest identifier a peer may send: C{serverId}, C{origin},
+#: C{sessionId} (the spec uses 36-character UUIDs).  A longer one makes the
+#: line a L{clustersync.wire.codec.ProtocolError}, so one peer cannot make
+#: every status page, log line and API reply carry megabytes.
+MAX_ID_LENGTH: Final = 128
+
+#: The longest C{usuario} (user name) a peer may send.
+MAX_NAME_LENGTH: Final = 256
+
+#: The longest C{ip} a peer may send (an IPv6 address with a zone fits).
+MAX_IP_LENGTH: Final = 64
+
+#: An identifier string of bounded length.
+Ident = Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
+
+#: A user name of bounded length.
+Name = Annotated[str, Meta(max_length=MAX_NAME_LENGTH)]
+
+#: An address string of bounded length.
+Address = Annotated[str, Meta(max_length=MAX_IP_LENGTH)]
+
 
 class SessionInfo(Struct, gc=False, omit_defaults=False):
     """
@@ -55,11 +76,11 @@ class SessionInfo(Struct, gc=False, omit_defaults=False):
     link's server, so it may be absent when reading.
     """
 
-    sessionId: str
+    sessionId: Ident
     clienteId: Int64
-    usuario: str
-    serverId: str | None = None
-    ip: str | None = None
+    usuario: Name
+    serverId: Ident | None = None
+    ip: Address | None = None
     canales: set[Int64] = msgspec.field(default_factory=set)
 
 
@@ -69,7 +90,7 @@ class SessionInfo(Struct, gc=False, omit_defaults=False):
 class HelloPayload(Struct, gc=False):
     """Payload of HELLO."""
 
-    serverId: str
+    serverId: Ident
 
 
 class SyncStatePayload(Struct):
@@ -85,13 +106,13 @@ class ClientDisconnectedPayload(Struct, gc=False, omit_defaults=False):
     """
 
     clienteId: Int64
-    sessionId: str | None = None
+    sessionId: Ident | None = None
 
 
 class ChannelMembershipPayload(Struct, gc=False):
     """Payload of CHANNEL_MEMBERSHIP; C{action} is JOIN or anything else (leave)."""
 
-    sessionId: str
+    sessionId: Ident
     clienteId: Int64
     canalId: Int64
     action: str
@@ -114,7 +135,7 @@ class ChannelMessagePayload(Struct, gc=False):
 class SessionMessagePayload(Struct, gc=False):
     """Payload of SESSION_MESSAGE."""
 
-    sessionId: str
+    sessionId: Ident
     message: Raw
 
 
@@ -130,7 +151,7 @@ class BroadcastPayload(Struct, gc=False):
 class Hello(Struct, tag_field="type", tag="HELLO", gc=False):
     """HELLO: opens a link and names the sender's C{serverId}."""
 
-    origin: str
+    origin: Ident
     payload: HelloPayload
 
     @classmethod
@@ -142,14 +163,14 @@ class Hello(Struct, tag_field="type", tag="HELLO", gc=False):
 class SyncState(Struct, tag_field="type", tag="SYNC_STATE"):
     """SYNC_STATE: every local session of the sender; replaces what was known."""
 
-    origin: str
+    origin: Ident
     payload: SyncStatePayload
 
 
 class ClientConnected(Struct, tag_field="type", tag="CLIENT_CONNECTED", gc=False):
     """CLIENT_CONNECTED: a client authenticated on the sender."""
 
-    origin: str
+    origin: Ident
     payload: SessionInfo
 
 
@@ -158,7 +179,7 @@ class ClientDisconnected(
 ):
     """CLIENT_DISCONNECTED: a session (or all of a client's) ended."""
 
-    origin: str
+    origin: Ident
     payload: ClientDisconnectedPayload
 
 
@@ -167,7 +188,7 @@ class ChannelMembership(
 ):
     """CHANNEL_MEMBERSHIP: a session joined or left a channel."""
 
-    origin: str
+    origin: Ident
     payload: ChannelMembershipPayload
 
     @property
@@ -179,28 +200,28 @@ class ChannelMembership(
 class DirectMessage(Struct, tag_field="type", tag="DIRECT_MESSAGE", gc=False):
     """DIRECT_MESSAGE: deliver C{message} to every local session of C{userId}."""
 
-    origin: str
+    origin: Ident
     payload: DirectMessagePayload
 
 
 class ChannelMessage(Struct, tag_field="type", tag="CHANNEL_MESSAGE", gc=False):
     """CHANNEL_MESSAGE: deliver C{message} to local members of C{canalId}."""
 
-    origin: str
+    origin: Ident
     payload: ChannelMessagePayload
 
 
 class SessionMessage(Struct, tag_field="type", tag="SESSION_MESSAGE", gc=False):
     """SESSION_MESSAGE: deliver C{message} to one session."""
 
-    origin: str
+    origin: Ident
     payload: SessionMessagePayload
 
 
 class Broadcast(Struct, tag_field="type", tag="BROADCAST", gc=False):
     """BROADCAST: deliver C{message} to every local session."""
 
-    origin: str
+    origin: Ident
     payload: BroadcastPayload
 
 
@@ -246,7 +267,7 @@ class XReceived(Struct, tag_field="type", tag="X_RECEIVED", gc=False):
     applied as state or forwarded.
     """
 
-    origin: str
+    origin: Ident
     payload: XReceivedPayload
 
 
