@@ -337,7 +337,7 @@ class CommandTests(GatewayTestMixin, unittest.TestCase):
         rows = r["payload"]["sesiones"]
         self.assertEqual([(x["usuario"], x["clienteId"], x["serverId"], x["canales"]) for x in rows],
                          [("ana", 1, "srv-t", []), ("luis", 2, "srv-t", [8])])
-        self.assertEqual(r["payload"]["message"], "2 session(s) connected")
+        self.assertEqual(r["payload"]["message"], "2 session(s) connected, 2 listed")
 
 
 class BadInputTests(GatewayTestMixin, unittest.TestCase):

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import tempfile
+from collections import Counter
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
@@ -42,6 +43,7 @@ __all__ = [
     "ChatRealm",
     "hashPassword",
     "verifyPassword",
+    "dummyHash",
     "makePortal",
     "createDemoUsers",
     "DEFAULT_USERS_FILE",
@@ -127,6 +129,21 @@ def verifyPassword(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, key)
+
+
+def dummyHash(hashes) -> str:
+    """
+    A stored-hash string that costs as much to check as the most common
+    cost parameters among C{hashes} (the default cost if none) and that
+    no password matches (random salt and key).
+    """
+    costs = Counter()
+    for stored in hashes:
+        parts = stored.split("$")
+        if len(parts) == 6 and parts[0] == "scrypt":
+            costs[tuple(parts[1:4])] += 1
+    n, r, p = costs.most_common(1)[0][0] if costs else (SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${n}${r}${p}${_b64(os.urandom(16))}${_b64(os.urandom(32))}"
 
 
 def _userFrom(entry, index: int) -> ChatUser:
@@ -288,17 +305,24 @@ class UsersFileChecker:
 
     The slow hash runs in the reactor's thread pool when a C{reactor} is
     given (so a login never stalls peer links), inline otherwise (tests).
-    An unknown name costs one hash too, so timing does not tell names apart.
+    An unknown name costs one hash of the same cost as the accounts' (a
+    dummy hash with the most common cost parameters of the file, random
+    salt and key, that nothing matches), so timing does not tell names
+    apart.
+
+    @ivar verify: C{verify(password, stored) -> bool}, the hash check
+        (L{verifyPassword}; a test may count its calls).
     """
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, path: str, reactor=None) -> None:
+    def __init__(self, path: str, reactor=None, verify=verifyPassword) -> None:
         self.path = path
         self.reactor = reactor
+        self.verify = verify
         self._stamp = None
         self._users = UsersFile(path)
-        self._dummy = hashPassword(secrets.token_hex(8), n=2**10)
+        self._dummy = dummyHash(())
         self.reload()
 
     def reload(self) -> None:
@@ -326,6 +350,7 @@ class UsersFileChecker:
                        path=self.path, error=str(e))
             return
         self._users, self._stamp = users, stamp
+        self._dummy = dummyHash(u.hash for u in users.users.values())
 
     def lookup(self, usuario: str) -> ChatUser | None:
         """The account named C{usuario}, or C{None}."""
@@ -352,9 +377,9 @@ class UsersFileChecker:
             raise UnauthorizedLogin("wrong usuario or contrasenia")
 
         if self.reactor is None:
-            return maybeDeferred(verifyPassword, password, stored).addCallback(check)
+            return maybeDeferred(self.verify, password, stored).addCallback(check)
         d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
-                              verifyPassword, password, stored)
+                              self.verify, password, stored)
         return d.addCallback(check)
 
 
