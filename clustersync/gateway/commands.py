@@ -197,8 +197,7 @@ class ChatCommands:
                          f"; no such usuario: {', '.join(unknown)}" if unknown else ""),
                      siguiendo=rows, desconocidos=unknown, canales=self.channelEvents)
 
-    @inlineCallbacks
-    def do_UNSUBSCRIBE_PRESENCE(self, payload):
+    def do_UNSUBSCRIBE_PRESENCE(self, payload) -> None:
         """UNSUBSCRIBE_PRESENCE: stop following the given users (all if none given)."""
         ids, unknown = self._resolve(payload)
         everyone = "clienteIds" not in payload and "usuarios" not in payload
