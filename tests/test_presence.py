@@ -41,7 +41,7 @@ class PresenceTests(GatewayTestMixin, unittest.TestCase):
         r = ana.call("SUBSCRIBE_PRESENCE", usuarios=["luis", "nadie"])
         self.assertTrue(r["payload"]["success"])
         self.assertEqual(r["payload"]["siguiendo"],
-                         [{"clienteId": 2, "usuario": None, "servidores": []}])
+                         [{"clienteId": 2, "usuario": "luis", "servidores": []}])
         self.assertEqual(r["payload"]["desconocidos"], ["nadie"])
         luis = self.client("luis")
         luis2 = self.client("luis")

@@ -164,6 +164,7 @@ class ChatCommands:
                 unknown.append(name)
             else:
                 ids.append(user.clienteId)
+                self.followedNames[user.clienteId] = user.usuario
         return ids, unknown
 
     @inlineCallbacks
@@ -190,7 +191,8 @@ class ChatCommands:
         rows = []
         for clienteId, sessions in zip(followed, found):
             rows.append({"clienteId": clienteId,
-                         "usuario": sessions[0].usuario if sessions else None,
+                         "usuario": sessions[0].usuario if sessions
+                         else self.followedNames.get(clienteId),
                          "servidores": sorted({s.serverId for s in sessions})})
         self.respond("SUBSCRIBE_PRESENCE", True,
                      f"following {len(rows)} user(s)" + (

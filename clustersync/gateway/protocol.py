@@ -62,6 +62,7 @@ class ClientProtocol(LoginCommand, ChatCommands, Protocol):
     @ivar sessionId: the cluster sessionId once logged in, else C{None}.
     @ivar canales: the channels this session joined.
     @ivar channelEvents: whether member events of those channels are sent.
+    @ivar followedNames: clienteId -> usuario of the users followed by name.
     @ivar closed: whether the connection was lost.
     """
 
@@ -73,6 +74,7 @@ class ClientProtocol(LoginCommand, ChatCommands, Protocol):
         self.sessionId: str | None = None
         self.canales: set[int] = set()
         self.channelEvents = True
+        self.followedNames: dict[int, str] = {}
         self.closed = False
         self.peer = "?"
         self._buffer = b""
@@ -132,6 +134,7 @@ class ClientProtocol(LoginCommand, ChatCommands, Protocol):
         user, self.user = self.user, None
         self.canales = set()
         self.channelEvents = True
+        self.followedNames = {}
         self.gateway.presence.forget(self)
         self.gateway.sessions.pop(sessionId, None)
         self._log.info("{usuario} ({sessionId}) logged out: {why}",
