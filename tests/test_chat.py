@@ -436,7 +436,7 @@ class TLSChatTests(unittest.TestCase):
     @inlineCallbacks
     def setUp(self):
         """Certificates (as make cluster makes them) and a node with an ssl: client port."""
-        from clustersync.links.security import ensureDevCerts
+        from clustersync.app.certificates import ensureDevCerts
 
         self.certs = ensureDevCerts(os.path.abspath(self.mktemp()), ["srv-a"])["srv-a"]
         self.otherCA = ensureDevCerts(os.path.abspath(self.mktemp()), ["srv-z"])["srv-z"]["tls_ca"]

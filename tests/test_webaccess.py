@@ -210,7 +210,7 @@ class ClientCertificateTests(unittest.TestCase):
     @inlineCallbacks
     def setUp(self):
         """Certificates for srv-a and an operator, then srv-a with web_client_ca."""
-        from clustersync.links.security import ensureDevCerts
+        from clustersync.app.certificates import ensureDevCerts
 
         certs = ensureDevCerts(os.path.abspath(self.mktemp()), ["srv-a", "operator"])
         other = ensureDevCerts(self.mktemp(), ["stranger"])
