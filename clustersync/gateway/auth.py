@@ -15,14 +15,10 @@ adduser} and re-read by the checker whenever it changes on disk.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import secrets
 import tempfile
-from collections import Counter
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
@@ -34,6 +30,15 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from clustersync.gateway.passwords import (
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    dummyHash,
+    hashPassword,
+    verifyPassword,
+)
+
 __all__ = [
     "IChatUser",
     "ChatUser",
@@ -44,6 +49,9 @@ __all__ = [
     "hashPassword",
     "verifyPassword",
     "dummyHash",
+    "SCRYPT_N",
+    "SCRYPT_R",
+    "SCRYPT_P",
     "makePortal",
     "createDemoUsers",
     "DEFAULT_USERS_FILE",
@@ -55,9 +63,6 @@ DEFAULT_USERS_FILE = "clustersync-users.json"
 
 #: Demo accounts created on first start: (usuario, clienteId, admin).
 DEMO_USERS = (("ana", 1, False), ("luis", 2, False), ("admin", 3, True))
-
-#: Default scrypt cost: 16 MiB of memory, tens of milliseconds per check.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 _MAX_INT64 = 2**63 - 1
 
@@ -92,58 +97,6 @@ class ChatUser:
 
 class UsersFileError(ValueError):
     """The users file cannot be read, or an account in it is invalid."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def hashPassword(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P,
-                 salt: bytes | None = None) -> str:
-    """
-    Hash C{password} with a fresh random salt.
-
-    @return: C{"scrypt$N$r$p$<salt>$<key>"} (base64 salt and key).
-    """
-    salt = os.urandom(16) if salt is None else salt
-    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                         maxmem=128 * n * r * p + 1024 * 1024, dklen=32)
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(key)}"
-
-
-def verifyPassword(password: str, stored: str) -> bool:
-    """
-    Whether C{password} matches C{stored} (a L{hashPassword} result).
-    A malformed C{stored} never matches.
-    """
-    try:
-        scheme, n, r, p, salt, key = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        n, r, p = int(n), int(r), int(p)
-        salt, key = base64.b64decode(salt, validate=True), base64.b64decode(key, validate=True)
-        if not (2 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16):
-            return False
-        got = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                             maxmem=128 * n * r * p + 1024 * 1024, dklen=len(key))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, key)
-
-
-def dummyHash(hashes) -> str:
-    """
-    A stored-hash string that costs as much to check as the most common
-    cost parameters among C{hashes} (the default cost if none) and that
-    no password matches (random salt and key).
-    """
-    costs = Counter()
-    for stored in hashes:
-        parts = stored.split("$")
-        if len(parts) == 6 and parts[0] == "scrypt":
-            costs[tuple(parts[1:4])] += 1
-    n, r, p = costs.most_common(1)[0][0] if costs else (SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${n}${r}${p}${_b64(os.urandom(16))}${_b64(os.urandom(32))}"
 
 
 def _userFrom(entry, index: int) -> ChatUser:
