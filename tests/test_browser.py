@@ -64,6 +64,7 @@ class Chromium(ProcessProtocol):
         self.nextId = 0
         self.pending: dict[int, Deferred] = {}
         self.eventWaiters: list[tuple[str, Deferred]] = []
+        self.seenEvents: list[str] = []
         self.ended = Deferred()
 
     def waitEvent(self, method: str, timeout: float = 20.0) -> Deferred:
@@ -94,6 +95,7 @@ class Chromium(ProcessProtocol):
         for raw in messages:
             message = json.loads(raw)
             if "id" not in message:
+                self.seenEvents.append(message.get("method"))
                 for entry in list(self.eventWaiters):
                     if entry[0] == message.get("method") and not entry[1].called:
                         self.eventWaiters.remove(entry)
@@ -121,8 +123,10 @@ class StatusPageBrowserTests(unittest.TestCase):
     timeout = 120
 
     def setUp(self):
-        """Skip when Chromium is not installed."""
+        """Skip when Chromium is not installed (fail instead under CI=true)."""
         if not os.access(CHROMIUM, os.X_OK):
+            if os.environ.get("CI") == "true":
+                self.fail(f"{CHROMIUM} not installed under CI (.ci/run must install chromium)")
             raise unittest.SkipTest(
                 f"{CHROMIUM} not installed (Debian package chromium; .ci/run installs it)")
 
@@ -181,19 +185,8 @@ class StatusPageBrowserTests(unittest.TestCase):
             timeout=ms / 1000 + 5)
 
     @inlineCallbacks
-    def test_peerJoinsAndLeaves(self):
-        """
-        With the page open, srv-b linking shows a row srv-b "up" and srv-b
-        stopping turns it "down", each within a second, in the same document
-        (a marker set after load survives), and a screenshot is saved.
-        """
-        cond = Conditions(reactor)
-        serviceA, a, portA, _ = yield startNode(
-            self, reactor, "srv-a", conditions=cond, web="tcp:0:interface=127.0.0.1")
-        port = yield serviceA.getServiceNamed("web").whenListening()
-        url = f"http://127.0.0.1:{port.getHost().port}/"
-        browser = yield self.startBrowser()
-
+    def openPage(self, browser, url: str):
+        """Open C{url} in the browser's page; fires with the DevTools session id."""
         targets = yield browser.send("Target.getTargets")
         pages = [t for t in targets["targetInfos"] if t["type"] == "page"]
         if pages:
@@ -207,6 +200,49 @@ class StatusPageBrowserTests(unittest.TestCase):
         loaded = browser.waitEvent("Page.loadEventFired")
         yield browser.send("Page.navigate", {"url": url}, session)
         yield loaded
+        return session
+
+    @inlineCallbacks
+    def test_hostileNameRendersAsText(self):
+        """
+        A session whose user name is C{<img src=x onerror=alert(1)>} (in a
+        channel, so it is drawn in the sessions, channels and events lists)
+        shows as that text: the page has no img element and no dialog
+        opened.
+        """
+        hostile = "<img src=x onerror=alert(1)>"
+        serviceA, a, _, _ = yield startNode(self, reactor, "srv-a", web="tcp:0:interface=127.0.0.1")
+        port = yield serviceA.getServiceNamed("web").whenListening()
+        yield a.clientConnected("sx", 66, hostile, "10.0.0.66", [5])
+        browser = yield self.startBrowser()
+        session = yield self.openPage(browser, f"http://127.0.0.1:{port.getHost().port}/")
+        yield self.waitFor(browser, session, '#sessions tr[data-session="sx"]')
+        yield self.waitFor(browser, session, '#channels tr[data-channel="5"]')
+        texts = yield self.evaluate(browser, session, """[
+            document.querySelector('#sessions tr[data-session="sx"]').textContent,
+            document.querySelector('#channels tr[data-channel="5"]').textContent,
+            document.getElementById('events').textContent,
+            document.querySelectorAll('img').length]""")
+        self.assertIn(hostile, texts[0])
+        self.assertIn(hostile + "@srv-a", texts[1])
+        self.assertIn(hostile, texts[2])
+        self.assertEqual(texts[3], 0)
+        self.assertNotIn("Page.javascriptDialogOpening", browser.seenEvents)
+
+    @inlineCallbacks
+    def test_peerJoinsAndLeaves(self):
+        """
+        With the page open, srv-b linking shows a row srv-b "up" and srv-b
+        stopping turns it "down", each within a second, in the same document
+        (a marker set after load survives), and a screenshot is saved.
+        """
+        cond = Conditions(reactor)
+        serviceA, a, portA, _ = yield startNode(
+            self, reactor, "srv-a", conditions=cond, web="tcp:0:interface=127.0.0.1")
+        port = yield serviceA.getServiceNamed("web").whenListening()
+        url = f"http://127.0.0.1:{port.getHost().port}/"
+        browser = yield self.startBrowser()
+        session = yield self.openPage(browser, url)
         yield self.waitFor(browser, session, '#live.on')
         yield self.waitFor(browser, session, '#nodes tr[data-state="self"][data-peer="srv-a"]')
         yield self.evaluate(browser, session, "window.__sameDocument = 'yes'")

@@ -19,7 +19,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from clustersync.cli.chat import ChatCore, ServerConnection, _parseAddress, formatEvent
-from tests.support import Conditions, startGatewayMesh
+from tests.support import Conditions, startGatewayMesh, startNode
 from tests.test_gateway import USERS, writeUsers
 from tests.test_gateway_cluster import ChatClient, nodeSessions
 
@@ -106,10 +106,14 @@ class CoreTests(unittest.TestCase):
             "canalId": 3, "contenido": "hola"}}])
 
     def test_msgResolvesName(self):
-        """/msg NAME looks the name up with LIST_CONNECTED; the ACK names the user."""
+        """
+        /msg NAME looks the name up with LIST_CONNECTED (only that user's
+        sessions); the ACK names the user.
+        """
         self.login()
         self.core.typed("/msg luis hola que tal")
-        self.assertEqual(self.sent(), [{"command": "LIST_CONNECTED", "payload": {}}])
+        self.assertEqual(self.sent(), [{"command": "LIST_CONNECTED",
+                                        "payload": {"limite": 500, "usuario": "luis"}}])
         self.reply("LIST_CONNECTED", success=True, message="", sesiones=[
             {"usuario": "luis", "clienteId": 2, "serverId": "srv-b", "sessionId": "x", "canales": []}])
         self.assertEqual(self.sent(), [{"command": "SEND_USER", "payload": {
@@ -150,6 +154,29 @@ class CoreTests(unittest.TestCase):
         self.assertEqual(formatEvent({"tipo": "ACK", "clienteId": 2, "serverId": "b"}, {2: "luis"}),
                          "(delivered to luis on b)")
         self.assertEqual(formatEvent({"x": 1}), 'event: {"x": 1}')
+        who = {"usuario": "luis", "serverId": "srv-b", "clienteId": 2}
+        self.assertEqual(formatEvent({"evento": "USER_ONLINE", **who, "sesiones": 1}),
+                         "** luis is online on srv-b")
+        self.assertEqual(formatEvent({"evento": "USER_OFFLINE", **who, "sesiones": 0}),
+                         "** luis left srv-b (offline)")
+        self.assertEqual(formatEvent({"evento": "USER_OFFLINE", **who, "sesiones": 2}),
+                         "** luis left srv-b (still 2 session(s) elsewhere)")
+        self.assertEqual(formatEvent({"evento": "MEMBER_JOINED", "canalId": 3, **who}),
+                         "#3 -> luis@srv-b joined")
+        self.assertEqual(formatEvent({"evento": "MEMBER_LEFT", "canalId": 3, **who}),
+                         "#3 <- luis@srv-b left")
+
+    def test_followAfterLogin(self):
+        """With --follow names, the core subscribes right after LOGIN and says where they are."""
+        self.core.follow = ["luis", "zoe"]
+        self.login()
+        self.assertEqual(self.sent(), [{"command": "SUBSCRIBE_PRESENCE",
+                                        "payload": {"usuarios": ["luis", "zoe"]}}])
+        self.reply("SUBSCRIBE_PRESENCE", success=True, message="", desconocidos=["zoe"],
+                   siguiendo=[{"clienteId": 2, "usuario": "luis", "servidores": ["srv-b"]}])
+        self.assertEqual(self.ui.shown[-1], "following luis (on srv-b); no such user: zoe")
+        self.core.typed("/unfollow")
+        self.assertEqual(self.sent(), [{"command": "UNSUBSCRIBE_PRESENCE", "payload": {}}])
 
     def test_parseAddress(self):
         """HOST:PORT, a bare host, and a bad port."""
@@ -352,3 +379,90 @@ class TerminalChatTests(unittest.TestCase):
         self.assertIn("1 user(s), 1 session(s):\n  ana (1) on srv-a  in #5", proto.text)
         yield self.cond.waitUntil(lambda: nodeSessions(self.nodes["srv-a"]) == set(),
                                   what="ana logged out")
+
+
+def spawnPiped(testCase, port: int, *args: str) -> PtyChat:
+    """C{clustersync-chat} with piped stdin/stdout (plain lines), killed at cleanup."""
+    proto = PtyChat()
+    reactor.spawnProcess(
+        proto, sys.executable,
+        [sys.executable, "-m", "clustersync.cli.chat", *args, f"127.0.0.1:{port}"],
+        env=dict(os.environ), childFDs={0: "w", 1: "r", 2: "r"})
+    testCase.addCleanup(lambda: None if proto.status is not None else (
+        proto.transport.signalProcess("KILL"), proto.ended)[1])
+    return proto
+
+
+class PresenceChatTests(unittest.TestCase):
+    """Two C{clustersync-chat} processes on two nodes see each other come and go."""
+
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self):
+        """Start two linked nodes with gateways."""
+        self.cond = Conditions(reactor)
+        self.nodes, self.clientPorts = yield startGatewayMesh(
+            self, reactor, ("srv-a", "srv-b"), writeUsers(self.mktemp()), self.cond)
+
+    @inlineCallbacks
+    def test_seeEachOtherWithoutWho(self):
+        """
+        ana on srv-a follows luis, luis on srv-b follows ana: ana sees luis
+        come online and go offline as it happens, luis sees ana where she
+        is; nobody types /who.
+        """
+        ana = spawnPiped(self, self.clientPorts["srv-a"], "--follow", "luis")
+        ana.transport.write(b"ana\nana-pw\n")
+        yield ana.waitFor("following luis (offline)")
+        mark = len(ana.text)
+        luis = spawnPiped(self, self.clientPorts["srv-b"], "-f", "ana")
+        luis.transport.write(b"luis\nluis-pw\n")
+        yield luis.waitFor("following ana (on srv-a)")
+        yield ana.waitFor("** luis is online on srv-b", mark)
+        luis.transport.write(b"/quit\n")
+        self.assertEqual((yield luis.ended), 0)
+        yield ana.waitFor("** luis left srv-b (offline)", mark)
+        ana.transport.closeStdin()
+        self.assertEqual((yield ana.ended), 0)
+        self.assertNotIn("user(s),", ana.text + luis.text)  # no /who listing
+
+
+class TLSChatTests(unittest.TestCase):
+    """A gateway serving clients over TLS; C{clustersync-chat --ca} checks its certificate."""
+
+    timeout = 60
+
+    @inlineCallbacks
+    def setUp(self):
+        """Certificates (as make cluster makes them) and a node with an ssl: client port."""
+        from clustersync.app.certificates import ensureDevCerts
+
+        self.certs = ensureDevCerts(os.path.abspath(self.mktemp()), ["srv-a"])["srv-a"]
+        self.otherCA = ensureDevCerts(os.path.abspath(self.mktemp()), ["srv-z"])["srv-z"]["tls_ca"]
+        c = self.certs
+        service, _, _, _ = yield startNode(
+            self, reactor, "srv-a", usersFile=writeUsers(self.mktemp()),
+            clients=f"ssl:0:interface=127.0.0.1:privateKey={c['tls_key']}:certKey={c['tls_cert']}")
+        self.port = (yield service.getServiceNamed("gateway").whenListening()).getHost().port
+
+    @inlineCallbacks
+    def test_verifiedAgainstTheClusterCA(self):
+        """With the cluster CA the login works over TLS."""
+        chat = spawnPiped(self, self.port, "--ca", self.certs["tls_ca"])
+        chat.transport.write(b"ana\nana-pw\n/join 4\n")
+        chat.transport.closeStdin()
+        self.assertEqual((yield chat.ended), 0)
+        self.assertIn("TLS: the certificate of 127.0.0.1 is verified", chat.text)
+        self.assertIn("logged in as ana", chat.text)
+        self.assertIn("joined channel 4", chat.text)
+
+    @inlineCallbacks
+    def test_otherCARefused(self):
+        """With another CA the certificate does not verify: nothing is sent, exit status 1."""
+        chat = spawnPiped(self, self.port, "--ca", self.otherCA)
+        chat.transport.write(b"ana\nana-pw\n")
+        chat.transport.closeStdin()
+        self.assertEqual((yield chat.ended), 1)
+        self.assertIn("certificate verify failed", chat.text)
+        self.assertNotIn("logged in", chat.text)

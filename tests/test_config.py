@@ -329,11 +329,16 @@ class OptionsTests(TomlMixin, unittest.SynchronousTestCase):
         config = self.parse(
             "--server-id", "srv-x", "--listen", "tcp:7101", "--clients", "tcp:7102",
             "--users-file", "/etc/users", "--handshake-timeout", "3", "--eager-hello",
-            "--web", "tcp:7103")
+            "--web", "tcp:7103", "--web-insecure", "--web-open-metrics",
+            "--web-host", "status.lan", "--web-host", "b.lan", "--max-sessions-per-user", "3")
         self.assertEqual(
             (config.serverId, config.listen, config.clients, config.usersFile,
              config.handshakeTimeout, config.eagerHello, config.web),
             ("srv-x", "tcp:7101", "tcp:7102", "/etc/users", 3.0, True, "tcp:7103"))
+        self.assertEqual(
+            (config.webInsecure, config.webOpenMetrics, config.webHosts,
+             config.maxSessionsPerUser),
+            (True, True, ["status.lan", "b.lan"], 3))
 
     def test_shortOptions(self):
         """C{-i}, C{-l} and C{-c} are short for server id, listen and config."""

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -73,10 +74,12 @@ def peerStates(node: str) -> dict:
 
 
 class Client:
-    """A chat client socket logged in as C{user} on C{node}."""
+    """A chat client socket (TLS, verified against C{ca}) logged in as C{user} on C{node}."""
 
-    def __init__(self, node: str, user: str, password: str) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", NODES[node][1]), timeout=10)
+    def __init__(self, node: str, user: str, password: str, ca: str) -> None:
+        context = ssl.create_default_context(cafile=ca)
+        raw = socket.create_connection(("127.0.0.1", NODES[node][1]), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
         self.file = self.sock.makefile("rwb")
         request = {"command": "LOGIN", "payload": {"usuario": user, "contrasenia": password}}
         self.file.write(json.dumps(request).encode() + b"\n")
@@ -131,8 +134,9 @@ class MakeClusterTests(unittest.TestCase):
         self.assertTrue(all(p["tls"] for p in getJSON(7301, "/api/peers")["peers"]))
         logins = os.path.join(self.runDir, "users.json.demo-logins.txt")
         passwords = dict(l.split() for l in open(logins) if l.strip() and not l.startswith("#"))
-        ana = Client("srv-a", "ana", passwords["ana"])
-        luis = Client("srv-c", "luis", passwords["luis"])
+        ca = os.path.join(self.runDir, "certs", "ca.pem")
+        ana = Client("srv-a", "ana", passwords["ana"], ca)
+        luis = Client("srv-c", "luis", passwords["luis"], ca)
         self.addCleanup(ana.close)
         self.addCleanup(luis.close)
         self.assertTrue(ana.login["payload"]["success"] and luis.login["payload"]["success"])
@@ -148,7 +152,7 @@ class MakeClusterTests(unittest.TestCase):
 
         self.launch("--only", "srv-c")
         until(lambda: peerStates("srv-c") == {"srv-a": "up", "srv-b": "up"}, "srv-c relinked", 60)
-        luis2 = Client("srv-c", "luis", passwords["luis"])
+        luis2 = Client("srv-c", "luis", passwords["luis"], ca)
         self.addCleanup(luis2.close)
         times["resync"] = until(
             lambda: sessions("srv-a") == sessions("srv-b") == both

@@ -63,10 +63,10 @@ class FakeClient:
     One client connection to a L{Gateway} over a L{StringTransport}.
     """
 
-    def __init__(self, gateway: Gateway, port: int = 40000) -> None:
+    def __init__(self, gateway: Gateway, port: int = 40000, host: str = "127.0.0.1") -> None:
         self.protocol = gateway.factory.buildProtocol(None)
         self.transport = StringTransport(
-            peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+            peerAddress=IPv4Address("TCP", host, port))
         self.protocol.makeConnection(self.transport)
         self.seen: list[dict] = []
 
@@ -125,12 +125,18 @@ class GatewayTestMixin:
         self.usersPath = writeUsers(self.mktemp())
         self.checker = UsersFileChecker(self.usersPath)
         self.gateway = Gateway(self.node, makePortal(self.checker), self.clock,
-                               maxLineLength=1000, rate=10.0, burst=20)
+                               maxLineLength=1000, rate=10.0, burst=20,
+                               users=self.checker.lookup, **self.gatewayOptions())
         self.node.setLocalDelivery(self.gateway)
 
-    def client(self, usuario=None, password=None) -> FakeClient:
-        """A new client, logged in as C{usuario} if given."""
-        c = FakeClient(self.gateway)
+    def gatewayOptions(self) -> dict:
+        """Extra keyword arguments of the L{Gateway} (none here)."""
+        return {}
+
+    def client(self, usuario=None, password=None, port: int = 40000,
+               host: str = "127.0.0.1") -> FakeClient:
+        """A new client (from C{host}:C{port}), logged in as C{usuario} if given."""
+        c = FakeClient(self.gateway, port, host)
         if usuario is not None:
             r = c.call("LOGIN", usuario=usuario, contrasenia=password or usuario + "-pw")
             assert r["payload"]["success"], r
@@ -337,7 +343,7 @@ class CommandTests(GatewayTestMixin, unittest.TestCase):
         rows = r["payload"]["sesiones"]
         self.assertEqual([(x["usuario"], x["clienteId"], x["serverId"], x["canales"]) for x in rows],
                          [("ana", 1, "srv-t", []), ("luis", 2, "srv-t", [8])])
-        self.assertEqual(r["payload"]["message"], "2 session(s) connected")
+        self.assertEqual(r["payload"]["message"], "2 session(s) connected, 2 listed")
 
 
 class BadInputTests(GatewayTestMixin, unittest.TestCase):

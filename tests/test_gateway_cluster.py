@@ -234,7 +234,9 @@ class GatewayClusterTests(unittest.TestCase):
             yield c.waitFor(lambda c: c.eventsOf(mensajeId=second["mensajeId"]), what="2nd")
             self.assertEqual([(e["contenido"], e["canalId"]) for e in c.eventsOf(evento="NEW_CHANNEL_MESSAGE")],
                              [("uno", 7), ({"rutaArchivo": "a.wav"}, 7)])
-        self.assertEqual(ana.events, [])
+        # Members hear only the others' JOINs (presence events), no message.
+        self.assertEqual(ana.eventsOf(evento="NEW_CHANNEL_MESSAGE"), [])
+        self.assertEqual({e["evento"] for e in ana.events}, {"MEMBER_JOINED"})
         self.assertEqual(outsider.events, [])
         yield root.ok("LEAVE", canalId=7)
         yield self.waitMembers(7, 3)

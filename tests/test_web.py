@@ -440,12 +440,23 @@ class ConfigTests(unittest.TestCase):
         self.assertIsInstance(makeWebService(node, NodeConfig(web=WEB), Clock()), WebService)
 
     def test_tapOption(self):
-        """C{twistd clustersync --web none} disables it; --web sets it."""
+        """
+        C{twistd clustersync --web none} disables it; --web sets it; a web
+        port on every address without authentication is refused unless
+        C{--web-insecure} is given.
+        """
+        from twisted.python.usage import UsageError
+
         from clustersync.app.tap import Options
 
         options = Options()
         options.parseOptions(["--web", "none"])
         self.assertIsNone(options.config.web)
         options = Options()
-        options.parseOptions(["--web", "tcp:8080"])
-        self.assertEqual(options.config.web, "tcp:8080")
+        options.parseOptions(["--web", "tcp:8080:interface=127.0.0.1"])
+        self.assertEqual(options.config.web, "tcp:8080:interface=127.0.0.1")
+        e = self.assertRaises(UsageError, Options().parseOptions, ["--web", "tcp:8080"])
+        self.assertIn("no authentication", str(e))
+        options = Options()
+        options.parseOptions(["--web", "tcp:8080", "--web-insecure"])
+        self.assertTrue(options.config.webInsecure)

@@ -84,7 +84,27 @@ class NodeConfig:
     #: Bytes that may queue for a chat client that stopped reading before
     #: it is disconnected.
     clientMaxOutput: int = 4 * 1024 * 1024
+    #: Most sessions one user may have (in the cluster, as this node knows
+    #: it) to log in here; C{None}: no limit.
+    maxSessionsPerUser: int | None = 16
+    #: Failed logins are slowed per user name and per source address: the
+    #: first delay (after a few free failures) and the longest.
+    loginDelay: float = 0.5
+    loginMaxDelay: float = 30.0
     web: str | None = DEFAULT_WEB
+    #: A file whose first line is the bearer token the web port requires
+    #: (also as the password of HTTP basic authentication).
+    webTokenFile: str | None = None
+    #: The cluster CA: the web port speaks TLS (this node's tls_cert and
+    #: tls_key) and requires a client certificate signed by it.
+    webClientCa: str | None = None
+    #: Serve /metrics without authentication (the rest stays protected).
+    webOpenMetrics: bool = False
+    #: Allow a web port on a non-loopback address without authentication.
+    webInsecure: bool = False
+    #: Host header names the web port answers besides loopback names and
+    #: IP addresses (DNS rebinding protection).
+    webHosts: list[str] = attrs.field(factory=list)
     logJson: str | None = None
     #: Mutual TLS for peer links (see docs/security.md): the cluster CA
     #: certificate, this node's certificate and its key (PEM paths).
@@ -281,7 +301,15 @@ _KEYS = {
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),
     "client_max_output": ("clientMaxOutput", _positive(int)),
+    "max_sessions_per_user": ("maxSessionsPerUser", _optPositiveInt),
+    "login_delay": ("loginDelay", _positive(float)),
+    "login_max_delay": ("loginMaxDelay", _positive(float)),
     "web": ("web", _optEndpoint),
+    "web_token_file": ("webTokenFile", _optStr),
+    "web_client_ca": ("webClientCa", _optStr),
+    "web_open_metrics": ("webOpenMetrics", _bool),
+    "web_insecure": ("webInsecure", _bool),
+    "web_hosts": ("webHosts", _strList),
     "log_json": ("logJson", _optStr),
     "tls_ca": ("tlsCa", _optStr),
     "tls_cert": ("tlsCert", _optStr),
@@ -334,4 +362,7 @@ def loadConfig(path: str | None = None, overrides: dict | None = None) -> NodeCo
     from clustersync.links.security import LinkSecurity
 
     LinkSecurity.fromConfig(config)  # TLS files and plain_peers, checked now
+    from clustersync.web.access import checkWebConfig
+
+    checkWebConfig(config)  # authentication of a non-loopback web port
     return config

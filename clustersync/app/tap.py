@@ -34,10 +34,15 @@ class Options(usage.Options):
         ["tls-key", None, None, "This node's private key (PEM)."],
         ["plain-listen", None, None, "Extra plain-TCP peer port for the plain peers ('none' disables)."],
         ["receipts", None, None, "Application receipts with peers: tls (default), all or none (see docs/reliability.md)."],
+        ["web-token-file", None, None, "File whose first line is the bearer token the web port requires."],
+        ["web-client-ca", None, None, "Cluster CA (PEM): the web port speaks TLS and requires a client certificate signed by it."],
+        ["max-sessions-per-user", None, None, "Most sessions one user may have to log in here (default 16; 0: no limit)."],
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
         ["open-links", None, "With no TLS and no plain peers, accept unauthenticated links from anyone (development only)."],
+        ["web-insecure", None, "Allow a web port reachable from other hosts without authentication."],
+        ["web-open-metrics", None, "Serve /metrics without authentication."],
     ]
 
     def __init__(self) -> None:
@@ -45,6 +50,11 @@ class Options(usage.Options):
         self["peer"] = []
         self["plugin-dir"] = []
         self["plain-peer"] = []
+        self["web-host"] = []
+
+    def opt_web_host(self, name: str) -> None:
+        """A Host header name the web port answers (repeatable; see docs/security.md)."""
+        self["web-host"].append(name)
 
     def opt_peer(self, address: str) -> None:
         """A peer to dial, as host:port (repeatable)."""
@@ -84,13 +94,20 @@ class Options(usage.Options):
             "plain_listen": none(self["plain-listen"]),
             "plain_peers": self["plain-peer"] or None,
             "receipts": self["receipts"],
+            "web_token_file": self["web-token-file"],
+            "web_client_ca": self["web-client-ca"],
+            "web_insecure": True if self["web-insecure"] else None,
+            "web_open_metrics": True if self["web-open-metrics"] else None,
+            "web_hosts": self["web-host"] or None,
+            "max_sessions_per_user": self["max-sessions-per-user"],
         }
         try:
             self.config = loadConfig(self["config"], overrides)
         except ConfigError as e:
             # Name the option too when the bad value came from the command line.
             if overrides.get(e.key) is not None:
-                option = {"peers": "peer", "plugin_dirs": "plugin-dir"}.get(
+                option = {"peers": "peer", "plugin_dirs": "plugin-dir",
+                          "web_hosts": "web-host"}.get(
                     e.key, e.key.replace("_", "-"))
                 raise usage.UsageError(f"--{option}: {e}") from None
             raise usage.UsageError(str(e)) from None

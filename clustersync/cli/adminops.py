@@ -9,6 +9,8 @@ Registered into L{clustersync.cli.admin} through its C{registerCommand} hook.
 from __future__ import annotations
 
 import json
+import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -26,17 +28,48 @@ class AdminError(Exception):
     """The node could not be asked (printed, exit status 1)."""
 
 
-def fetch(url: str, path: str, query: dict | None = None, timeout: float = 10.0) -> dict:
+def _auth(args) -> tuple[dict, ssl.SSLContext | None]:
     """
-    GET C{path} of the node's web interface at C{url} and decode its JSON.
+    The request headers and TLS context of C{args}: C{--token-file} (or
+    C{$CLUSTERSYNC_TOKEN_FILE}) adds the bearer token; C{--ca} verifies an
+    C{https} node against the cluster CA, presenting C{--cert}/C{--key}.
+    """
+    headers = {}
+    tokenFile = getattr(args, "token_file", None) or os.environ.get("CLUSTERSYNC_TOKEN_FILE")
+    if tokenFile:
+        try:
+            with open(tokenFile, "rb") as f:
+                token = f.readline(4096).strip().decode("ascii")
+        except (OSError, UnicodeDecodeError) as e:
+            raise AdminError(f"cannot read the token file {tokenFile}: {e}") from None
+        headers["Authorization"] = "Bearer " + token
+    context = None
+    ca = getattr(args, "ca", None)
+    if ca or getattr(args, "cert", None):
+        try:
+            context = ssl.create_default_context(cafile=ca)
+            if getattr(args, "cert", None):
+                context.load_cert_chain(args.cert, getattr(args, "key", None))
+        except (OSError, ssl.SSLError) as e:
+            raise AdminError(f"cannot load the TLS files: {e}") from None
+    return headers, context
+
+
+def fetch(url: str, path: str, query: dict | None = None, timeout: float = 10.0,
+          args=None) -> dict:
+    """
+    GET C{path} of the node's web interface at C{url} and decode its JSON
+    (authenticating as C{args} says, see L{_auth}).
 
     @raise AdminError: the node is unreachable or answered an error.
     """
     target = url.rstrip("/") + path
     if query:
         target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+    headers, context = _auth(args)
     try:
-        with urllib.request.urlopen(target, timeout=timeout) as response:
+        request = urllib.request.Request(target, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
         try:
@@ -75,6 +108,11 @@ def _common(parser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL,
                         help=f"the node's web interface (default {DEFAULT_URL})")
     parser.add_argument("--json", action="store_true", help="print the API's JSON as is")
+    parser.add_argument("--token-file", help="file whose first line is the web port's bearer "
+                        "token (default: $CLUSTERSYNC_TOKEN_FILE)")
+    parser.add_argument("--ca", help="cluster CA (PEM) to verify an https node with")
+    parser.add_argument("--cert", help="client certificate (PEM) for a node with web_client_ca")
+    parser.add_argument("--key", help="the client certificate's key (PEM)")
 
 
 def _emit(args, document, table: str) -> int:
@@ -104,7 +142,7 @@ def setupPeers(parser) -> None:
 
 def runPeers(args, now=None) -> int:
     """Print every peer the node has seen: up or down, since when, link, TLS."""
-    doc = fetch(args.url, "/api/peers")
+    doc = fetch(args.url, "/api/peers", args=args)
     now = time.time() if now is None else now
     rows = [[p["serverId"], p["state"], _ago(p["since"], now), p["direction"], p["address"],
              "yes" if p["tls"] else "no", p.get("reason") or ""] for p in doc["peers"]]
@@ -123,7 +161,8 @@ def setupSessions(parser) -> None:
 
 def runSessions(args) -> int:
     """Print the cluster's sessions (counts per server, then one per line)."""
-    doc = fetch(args.url, "/api/sessions", {"server": args.server, "limit": args.limit})
+    doc = fetch(args.url, "/api/sessions", {"server": args.server, "limit": args.limit},
+                args=args)
     per = ", ".join(f"{k}: {v}" for k, v in doc["perServer"].items()) or "none"
     rows = [[s["serverId"], s["sessionId"], s["clienteId"], s["usuario"], s["ip"] or "",
              ",".join(str(c) for c in s["canales"])] for s in doc["sessions"]]
@@ -142,7 +181,7 @@ def setupChannels(parser) -> None:
 
 def runChannels(args) -> int:
     """Print every channel with members, and who they are."""
-    doc = fetch(args.url, "/api/channels")
+    doc = fetch(args.url, "/api/channels", args=args)
     rows = [[c["canalId"], c["count"],
              ", ".join(f"{m['usuario']}@{m['serverId']}" for m in c["members"])]
             for c in doc["channels"]]

@@ -7,6 +7,10 @@ C{run/<name>.pid); their output is shown prefixed with the node's name.
 Ctrl-C (or SIGTERM) stops all of them; a node that dies alone leaves the
 others running (see L{main}).
 
+Peer links and chat clients use TLS with certificates made in
+C{run/certs/} (C{clustersync-chat --ca run/certs/ca.pem 127.0.0.1:7201});
+C{--plain} runs both without TLS.
+
 Ports (all on 127.0.0.1)::
 
     node    peers  clients  web
@@ -79,8 +83,10 @@ def _pump(name: str, stream, lock: threading.Lock) -> None:
 def _extraSettings(runDir: str, tls: bool = True) -> dict:
     """
     Settings of the local nodes beyond L{nodeConfig}: mutual TLS between
-    them (certificates made in C{run/certs/} on first use), or, with
-    C{tls=False}, unauthenticated plain links (C{open_links}).
+    them (certificates made in C{run/certs/} on first use) and TLS for
+    their chat clients (with the same certificates, so C{clustersync-chat
+    --ca run/certs/ca.pem} verifies them), or, with C{tls=False},
+    unauthenticated plain links (C{open_links}) and plain client ports.
     """
     extra: dict = {name: {} for name in NODES}
     if tls:
@@ -89,10 +95,18 @@ def _extraSettings(runDir: str, tls: bool = True) -> dict:
         for name, settings in devClusterSettings(
                 os.path.join(runDir, "certs"), NODES).items():
             extra[name].update(settings)
+            extra[name]["clients"] = (
+                f"ssl:{NODES[name][1]}:interface=127.0.0.1"
+                f":privateKey={_escape(settings['tls_key'])}:certKey={_escape(settings['tls_cert'])}")
     else:
         for name in NODES:
             extra[name]["open_links"] = True
     return extra
+
+
+def _escape(path: str) -> str:
+    """C{path} as a value in an endpoint description (colons escaped)."""
+    return path.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def _describe(returncode: int) -> str:
@@ -156,7 +170,9 @@ def main(argv=None) -> int:
         print("cluster: " + ", ".join(
             f"{n} (peers {NODES[n][0]}, clients {NODES[n][1]}, web http://127.0.0.1:{NODES[n][2]}/)"
             for n in names))
-        print("chat with:  .venv/bin/clustersync-chat 127.0.0.1:7201   (Ctrl-C stops every node)")
+        ca = "" if args.plain else f"--ca {os.path.relpath(os.path.join(runDir, 'certs', 'ca.pem'))} "
+        print(f"chat with:  .venv/bin/clustersync-chat {ca}127.0.0.1:7201   "
+              "(Ctrl-C stops every node)")
 
     stopping = threading.Event()
 

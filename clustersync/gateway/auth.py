@@ -15,9 +15,6 @@ adduser} and re-read by the checker whenever it changes on disk.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -33,6 +30,15 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from clustersync.gateway.passwords import (
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    dummyHash,
+    hashPassword,
+    verifyPassword,
+)
+
 __all__ = [
     "IChatUser",
     "ChatUser",
@@ -42,6 +48,10 @@ __all__ = [
     "ChatRealm",
     "hashPassword",
     "verifyPassword",
+    "dummyHash",
+    "SCRYPT_N",
+    "SCRYPT_R",
+    "SCRYPT_P",
     "makePortal",
     "createDemoUsers",
     "DEFAULT_USERS_FILE",
@@ -53,9 +63,6 @@ DEFAULT_USERS_FILE = "clustersync-users.json"
 
 #: Demo accounts created on first start: (usuario, clienteId, admin).
 DEMO_USERS = (("ana", 1, False), ("luis", 2, False), ("admin", 3, True))
-
-#: Default scrypt cost: 16 MiB of memory, tens of milliseconds per check.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 _MAX_INT64 = 2**63 - 1
 
@@ -90,43 +97,6 @@ class ChatUser:
 
 class UsersFileError(ValueError):
     """The users file cannot be read, or an account in it is invalid."""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def hashPassword(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P,
-                 salt: bytes | None = None) -> str:
-    """
-    Hash C{password} with a fresh random salt.
-
-    @return: C{"scrypt$N$r$p$<salt>$<key>"} (base64 salt and key).
-    """
-    salt = os.urandom(16) if salt is None else salt
-    key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                         maxmem=128 * n * r * p + 1024 * 1024, dklen=32)
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(key)}"
-
-
-def verifyPassword(password: str, stored: str) -> bool:
-    """
-    Whether C{password} matches C{stored} (a L{hashPassword} result).
-    A malformed C{stored} never matches.
-    """
-    try:
-        scheme, n, r, p, salt, key = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        n, r, p = int(n), int(r), int(p)
-        salt, key = base64.b64decode(salt, validate=True), base64.b64decode(key, validate=True)
-        if not (2 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16):
-            return False
-        got = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                             maxmem=128 * n * r * p + 1024 * 1024, dklen=len(key))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, key)
 
 
 def _userFrom(entry, index: int) -> ChatUser:
@@ -288,17 +258,24 @@ class UsersFileChecker:
 
     The slow hash runs in the reactor's thread pool when a C{reactor} is
     given (so a login never stalls peer links), inline otherwise (tests).
-    An unknown name costs one hash too, so timing does not tell names apart.
+    An unknown name costs one hash of the same cost as the accounts' (a
+    dummy hash with the most common cost parameters of the file, random
+    salt and key, that nothing matches), so timing does not tell names
+    apart.
+
+    @ivar verify: C{verify(password, stored) -> bool}, the hash check
+        (L{verifyPassword}; a test may count its calls).
     """
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, path: str, reactor=None) -> None:
+    def __init__(self, path: str, reactor=None, verify=verifyPassword) -> None:
         self.path = path
         self.reactor = reactor
+        self.verify = verify
         self._stamp = None
         self._users = UsersFile(path)
-        self._dummy = hashPassword(secrets.token_hex(8), n=2**10)
+        self._dummy = dummyHash(())
         self.reload()
 
     def reload(self) -> None:
@@ -326,6 +303,7 @@ class UsersFileChecker:
                        path=self.path, error=str(e))
             return
         self._users, self._stamp = users, stamp
+        self._dummy = dummyHash(u.hash for u in users.users.values())
 
     def lookup(self, usuario: str) -> ChatUser | None:
         """The account named C{usuario}, or C{None}."""
@@ -352,9 +330,9 @@ class UsersFileChecker:
             raise UnauthorizedLogin("wrong usuario or contrasenia")
 
         if self.reactor is None:
-            return maybeDeferred(verifyPassword, password, stored).addCallback(check)
+            return maybeDeferred(self.verify, password, stored).addCallback(check)
         d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
-                              verifyPassword, password, stored)
+                              self.verify, password, stored)
         return d.addCallback(check)
 
 

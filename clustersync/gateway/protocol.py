@@ -18,88 +18,21 @@ flood of lines closes the connection after an error line naming the reason.
 from __future__ import annotations
 
 import collections
-import uuid
 
 import msgspec
-from twisted.cred.credentials import UsernamePassword
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from clustersync.errors import UnknownSession
+from clustersync.gateway.commands import ChatCommands
+from clustersync.gateway.login import LoginCommand
+from clustersync.gateway.requests import BadRequest
 from clustersync.wire.codec import encodeRaw
-from clustersync.errors import (
-    ClusterError,
-    PeerUnavailable,
-    StateLimitError,
-    UnknownChannel,
-    UnknownSession,
-    UnknownUser,
-)
-from clustersync.gateway.auth import IChatUser
 
 __all__ = ["ClientProtocol", "ClientFactory", "BadRequest", "COMMANDS"]
 
-_MAX_INT64 = 2**63 - 1
 _decoder = msgspec.json.Decoder()
-
-
-class BadRequest(Exception):
-    """
-    A request that cannot be served as given.
-
-    @ivar reason: the counter suffix (C{field}, C{forbidden}, ...).
-    @ivar message: the text for the client.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        self.message = message
-        super().__init__(message)
-
-
-def _int64(payload: dict, name: str) -> int:
-    value = payload.get(name)
-    if value is None:
-        raise BadRequest("field", f"payload.{name} is missing (expected an integer)")
-    if isinstance(value, bool) or not isinstance(value, int) or not -_MAX_INT64 - 1 <= value <= _MAX_INT64:
-        raise BadRequest("field", f"payload.{name}: expected a 64-bit integer, got {value!r:.40}")
-    return value
-
-
-def _text(payload: dict, name: str) -> str:
-    value = payload.get(name)
-    if value is None:
-        raise BadRequest("field", f"payload.{name} is missing (expected a string)")
-    if not isinstance(value, str):
-        raise BadRequest("field", f"payload.{name}: expected a string, got {type(value).__name__}")
-    return value
-
-
-def _content(payload: dict) -> object:
-    value = payload.get("contenido")
-    if value is None:
-        raise BadRequest("field", "payload.contenido is missing (expected a string or an object)")
-    if isinstance(value, str):
-        if not value.strip():
-            raise BadRequest("field", "payload.contenido: must not be empty")
-        return value
-    if isinstance(value, dict) and value:
-        return value
-    raise BadRequest("field", f"payload.contenido: expected a string or an object, got {type(value).__name__}")
-
-
-def _deliveryText(delivery) -> str:
-    where = []
-    if delivery.local:
-        where.append(f"{delivery.local} local session(s)")
-    if delivery.servers:
-        where.append("server(s) " + ", ".join(delivery.servers))
-    return " and ".join(where) or "nobody"
-
-
-def _deliveryInfo(delivery) -> dict:
-    return {"local": delivery.local, "servidores": list(delivery.servers)}
 
 
 #: command -> (method name, needs a login)
@@ -112,18 +45,24 @@ COMMANDS = {
     "SEND_CHANNEL": ("do_SEND_CHANNEL", True),
     "BROADCAST": ("do_BROADCAST", True),
     "LIST_CONNECTED": ("do_LIST_CONNECTED", True),
+    "SUBSCRIBE_PRESENCE": ("do_SUBSCRIBE_PRESENCE", True),
+    "UNSUBSCRIBE_PRESENCE": ("do_UNSUBSCRIBE_PRESENCE", True),
     "PING": ("do_PING", False),
 }
 
 
-class ClientProtocol(Protocol):
+class ClientProtocol(LoginCommand, ChatCommands, Protocol):
     """
-    One chat client connection.
+    One chat client connection: framing, size and rate limits, output
+    bounds and dispatch; the commands come from L{LoginCommand} and
+    L{ChatCommands}.
 
     @ivar gateway: the L{clustersync.gateway.service.Gateway}.
     @ivar user: the L{ChatUser} once logged in, else C{None}.
     @ivar sessionId: the cluster sessionId once logged in, else C{None}.
     @ivar canales: the channels this session joined.
+    @ivar channelEvents: whether member events of those channels are sent.
+    @ivar followedNames: clienteId -> usuario of the users followed by name.
     @ivar closed: whether the connection was lost.
     """
 
@@ -134,6 +73,8 @@ class ClientProtocol(Protocol):
         self.user = None
         self.sessionId: str | None = None
         self.canales: set[int] = set()
+        self.channelEvents = True
+        self.followedNames: dict[int, str] = {}
         self.closed = False
         self.peer = "?"
         self._buffer = b""
@@ -192,6 +133,9 @@ class ClientProtocol(Protocol):
         sessionId, self.sessionId = self.sessionId, None
         user, self.user = self.user, None
         self.canales = set()
+        self.channelEvents = True
+        self.followedNames = {}
+        self.gateway.presence.forget(self)
         self.gateway.sessions.pop(sessionId, None)
         self._log.info("{usuario} ({sessionId}) logged out: {why}",
                        usuario=user.usuario, sessionId=sessionId, why=why)
@@ -349,153 +293,6 @@ class ClientProtocol(Protocol):
             self.reject(command, f.value.reason, f.value.message)
 
         return d.addErrback(failed)
-
-    # Commands --------------------------------------------------------------
-
-    def _sender(self) -> dict:
-        return {"clienteId": self.user.clienteId, "usuario": self.user.usuario,
-                "sessionId": self.sessionId, "serverId": self.gateway.node.serverId}
-
-    def do_PING(self, payload) -> None:
-        """PING: answer with PONG and this server's id."""
-        self.respond("PING", True, "PONG", serverId=self.gateway.node.serverId)
-
-    @inlineCallbacks
-    def do_LOGIN(self, payload):
-        """LOGIN: check usuario/contrasenia with the portal, open a session."""
-        usuario = _text(payload, "usuario")
-        password = _text(payload, "contrasenia")
-        if self.sessionId is not None:
-            raise BadRequest("state", f"already logged in as {self.user.usuario}; LOGOUT first")
-        try:
-            _, user, _ = yield self.gateway.portal.login(
-                UsernamePassword(usuario, password), None, IChatUser)
-        except UnauthorizedLogin:
-            self.gateway.rejected(self, "login_failed", f"failed login as {usuario[:60]!r}")
-            self.respond("LOGIN", False, "wrong usuario or contrasenia")
-            return
-        if self.closed or self._closing:
-            return
-        sessionId = str(uuid.uuid4())
-        ip = getattr(self.transport.getPeer(), "host", None)
-        self.gateway.sessions[sessionId] = self
-        try:
-            yield self.gateway.node.clientConnected(sessionId, user.clienteId, user.usuario, ip)
-        except (ClusterError, StateLimitError) as e:
-            self.gateway.sessions.pop(sessionId, None)
-            raise BadRequest("limit", f"cannot open a session: {e}") from None
-        self.sessionId, self.user = sessionId, user
-        self._log.info("{usuario} (clienteId {clienteId}) logged in from {peer} as {sessionId}",
-                       usuario=user.usuario, clienteId=user.clienteId, peer=self.peer,
-                       sessionId=sessionId)
-        self.respond("LOGIN", True, f"welcome {user.usuario}", sessionId=sessionId,
-                     clienteId=user.clienteId, usuario=user.usuario,
-                     serverId=self.gateway.node.serverId, admin=user.admin)
-
-    def do_LOGOUT(self, payload) -> None:
-        """LOGOUT: end the session; the connection stays open."""
-        usuario = self.user.usuario
-        self._endSession("LOGOUT")
-        self.respond("LOGOUT", True, f"goodbye {usuario}")
-
-    @inlineCallbacks
-    def _membership(self, command: str, payload, join: bool):
-        canalId = _int64(payload, "canalId")
-        call = self.gateway.node.joinChannel if join else self.gateway.node.leaveChannel
-        try:
-            changed = yield call(self.sessionId, canalId)
-        except StateLimitError as e:
-            raise BadRequest("limit", f"cannot join channel {canalId}: {e}") from None
-        if join:
-            self.canales.add(canalId)
-            text = f"joined channel {canalId}" if changed else f"already in channel {canalId}"
-        else:
-            self.canales.discard(canalId)
-            text = f"left channel {canalId}" if changed else f"not in channel {canalId}"
-        self.respond(command, True, text, canalId=canalId, changed=changed)
-
-    def do_JOIN(self, payload):
-        """JOIN: become a member of C{canalId}."""
-        return self._membership("JOIN", payload, True)
-
-    def do_LEAVE(self, payload):
-        """LEAVE: stop being a member of C{canalId}."""
-        return self._membership("LEAVE", payload, False)
-
-    @inlineCallbacks
-    def _send(self, command: str, send, target: str, unknown: str):
-        mensajeId = self.gateway.nextMessageId()
-        try:
-            delivery = yield send(mensajeId)
-        except (UnknownUser, UnknownChannel):
-            # Not bad input: the target just has nobody online.
-            self.respond(command, False, f"{unknown}; nobody received it", mensajeId=mensajeId)
-            return
-        except PeerUnavailable as e:
-            reached = _deliveryText(e.delivery) if e.delivery else "nobody"
-            self.respond(command, False,
-                         f"server(s) {', '.join(e.servers)} unreachable; reached {reached}",
-                         mensajeId=mensajeId,
-                         entregado=_deliveryInfo(e.delivery) if e.delivery else None)
-            return
-        self.respond(command, True, f"sent to {target} ({_deliveryText(delivery)})",
-                     mensajeId=mensajeId, entregado=_deliveryInfo(delivery))
-
-    def do_SEND_USER(self, payload):
-        """SEND_USER: a direct message to every session of C{clienteId}."""
-        clienteId = _int64(payload, "clienteId")
-        contenido = _content(payload)
-
-        def send(mensajeId):
-            event = {"command": "EVENT", "payload": {
-                "evento": "NEW_MESSAGE", "mensajeId": mensajeId, "contenido": contenido,
-                "remitente": self._sender()}}
-            return self.gateway.node.sendToUser(clienteId, event)
-
-        return self._send("SEND_USER", send, f"user {clienteId}",
-                          f"user {clienteId} is not connected")
-
-    def do_SEND_CHANNEL(self, payload):
-        """SEND_CHANNEL: a message to every other member of C{canalId}."""
-        canalId = _int64(payload, "canalId")
-        contenido = _content(payload)
-        if canalId not in self.canales:
-            raise BadRequest("not_member", f"JOIN channel {canalId} before sending to it")
-
-        def send(mensajeId):
-            event = {"command": "EVENT", "payload": {
-                "evento": "NEW_CHANNEL_MESSAGE", "mensajeId": mensajeId, "canalId": canalId,
-                "contenido": contenido, "remitente": self._sender()}}
-            return self.gateway.node.sendToChannel(canalId, event, excludeSessionId=self.sessionId)
-
-        return self._send("SEND_CHANNEL", send, f"channel {canalId}",
-                          f"no other member in channel {canalId}")
-
-    def do_BROADCAST(self, payload):
-        """BROADCAST (admin only): an alert to every client of every node."""
-        contenido = _content(payload)
-        if not self.user.admin:
-            raise BadRequest("forbidden", "BROADCAST is only for admin users")
-
-        def send(mensajeId):
-            event = {"command": "EVENT", "payload": {
-                "tipo": "SERVER_ALERT", "mensajeId": mensajeId, "mensaje": contenido,
-                "remitente": self._sender()}}
-            return self.gateway.node.broadcast(event)
-
-        return self._send("BROADCAST", send, "every client", "")
-
-    @inlineCallbacks
-    def do_LIST_CONNECTED(self, payload):
-        """LIST_CONNECTED: every session of the cluster with its server."""
-        sessions = yield self.gateway.node.sessions()
-        rows = sorted(
-            ({"usuario": s.usuario, "clienteId": s.clienteId, "serverId": s.serverId,
-              "sessionId": s.sessionId, "canales": sorted(s.canales)} for s in sessions),
-            key=lambda r: (r["usuario"], r["serverId"] or "", r["sessionId"]))
-        self.respond("LIST_CONNECTED", True, f"{len(rows)} session(s) connected",
-                     sesiones=rows)
-
 
 class ClientFactory(Factory):
     """Builds a L{ClientProtocol} per connection, for one gateway."""

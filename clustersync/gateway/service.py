@@ -22,7 +22,9 @@ from clustersync.gateway.auth import (
     createDemoUsers,
     makePortal,
 )
+from clustersync.gateway.presence import PresenceHub
 from clustersync.gateway.protocol import ClientFactory
+from clustersync.gateway.throttle import LoginThrottle
 from clustersync.interfaces import ILocalDelivery, INodeExtension
 from clustersync.waiters import OneShot
 
@@ -47,14 +49,26 @@ class Gateway:
     @ivar burst: requests allowed in a burst per connection.
     @ivar maxOutput: bytes that may queue for a client that stopped reading
         before it is disconnected.
+    @ivar throttle: the L{LoginThrottle} (C{None}: logins are not slowed).
+    @ivar maxSessionsPerUser: most sessions one user may have in the
+        cluster (as this node knows it) to log in here; C{None}: no limit.
+    @ivar presence: the L{PresenceHub}, listening to the node.
+    @ivar users: C{usuario -> ChatUser or None} (names to follow), or
+        C{None}.
     """
 
     _log = Logger()
 
     def __init__(self, node, portal, clock, maxLineLength: int = 65536,
                  rate: float = 20.0, burst: int = 100,
-                 maxOutput: int = 4 * 1024 * 1024) -> None:
+                 maxOutput: int = 4 * 1024 * 1024, throttle=None,
+                 maxSessionsPerUser: int | None = None, users=None) -> None:
         self.node = node
+        self.throttle = throttle
+        self.maxSessionsPerUser = maxSessionsPerUser
+        self.users = users
+        self.presence = PresenceHub(node)
+        node.addListener(self.presence)
         self.maxOutput = maxOutput
         self.portal = portal
         self.clock = clock
@@ -144,6 +158,7 @@ class Gateway:
 
         @return: a L{Deferred} firing once every connection is closed.
         """
+        self.node.removeListener(self.presence)
         waits = []
         for client in list(self.connections):
             client._endSession(why)
@@ -208,9 +223,12 @@ class GatewayService(Service):
                     path=os.path.abspath(self.usersFile), logins=logins)
         checker = UsersFileChecker(self.usersFile, self.reactor)
         c = self.config
+        throttle = LoginThrottle(self.reactor, c.loginDelay, c.loginMaxDelay)
         self.gateway = Gateway(self.node, makePortal(checker), self.reactor,
                                maxLineLength=c.clientMaxLine, rate=c.clientRate,
-                               burst=c.clientBurst, maxOutput=c.clientMaxOutput)
+                               burst=c.clientBurst, maxOutput=c.clientMaxOutput,
+                               throttle=throttle, maxSessionsPerUser=c.maxSessionsPerUser,
+                               users=checker.lookup)
         self.node.setLocalDelivery(self.gateway)
         d = serverFromString(self.reactor, self.config.clients).listen(self.gateway.factory)
 

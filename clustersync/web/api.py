@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from clustersync.web.page import STATUS_PAGE
+from clustersync.web.page import PAGE_POLICY, STATUS_PAGE
 from clustersync.web.tracker import sessionRecord
 
 __all__ = [
@@ -259,6 +259,9 @@ class _Page(Resource):
             return b"not found\n"
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"content-security-policy", PAGE_POLICY)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"referrer-policy", b"no-referrer")
         return STATUS_PAGE
 
 

@@ -9,14 +9,14 @@ import json
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
-from twisted.web.server import Site
 
 from clustersync.waiters import OneShot
+from clustersync.web.access import GuardedSite, WebAccess, checkWebConfig
 from clustersync.web.api import WebRoot
+from clustersync.web.tlsport import webServerEndpoint
 from clustersync.web.tracker import StatusTracker
 
 __all__ = ["WebService", "makeWebService", "isDisabled"]
@@ -31,18 +31,6 @@ COALESCE = 0.2
 def isDisabled(description: str | None) -> bool:
     """Whether an endpoint setting means "do not serve" (empty or C{none})."""
     return description is None or description.strip().lower() in ("", "none")
-
-
-class _Site(Site):
-    """A L{Site} that logs requests at debug level only."""
-
-    noisy = False
-    _log = Logger()
-
-    def log(self, request) -> None:
-        """One debug event per request (not the access log)."""
-        self._log.debug("{method} {uri} -> {code}", method=request.method,
-                        uri=request.uri, code=request.code)
 
 
 class _Connections(WrappingFactory):
@@ -85,21 +73,25 @@ class WebService(Service):
     @ivar port: the listening port once listening.
     @ivar address: C{"host:port"} it listens on, once listening.
     @ivar streamClients: the open event-stream requests.
+    @ivar access: the L{WebAccess} rules (Host names, authentication).
     """
 
     name = "web"
     _log = Logger()
 
-    def __init__(self, node, reactor, description: str) -> None:
+    def __init__(self, node, reactor, description: str, config=None) -> None:
         from clustersync.web.promcollector import makeRegistry
 
         self.node = node
         self.clock = reactor
         self.reactor = reactor
         self.description = description
+        self.config = config
+        self.access = WebAccess.fromConfig(config) if config is not None else WebAccess()
         self.tracker = StatusTracker(node, reactor)
         self.registry = makeRegistry(self)
-        self.site = _Site(WebRoot(self), reactor=reactor)
+        self.site = GuardedSite(WebRoot(self), self.access, getattr(node, "metrics", None),
+                                reactor=reactor)
         self._connections = _Connections(self.site)
         self.port = None
         self.address = None
@@ -124,13 +116,23 @@ class WebService(Service):
         self._keepalive = LoopingCall(self._ping)
         self._keepalive.clock = self.reactor
         self._keepalive.start(KEEPALIVE, now=False)
-        d = serverFromString(self.reactor, self.description).listen(self._connections)
+        try:
+            endpoint = webServerEndpoint(self.reactor, self.description, self.config)
+            d = endpoint.listen(self._connections)
+        except Exception as e:
+            from twisted.internet.defer import fail
+
+            d = fail(e)
 
         def listening(port):
             self.port = port
             host = port.getHost()
             self.address = f"{getattr(host, 'host', host)}:{getattr(host, 'port', '')}"
-            self._log.info("status page on http://{address}/", address=self.address)
+            scheme = "https" if getattr(self.config, "webClientCa", None) else "http"
+            self._log.info("status page on {scheme}://{address}/ ({auth})", scheme=scheme,
+                           address=self.address,
+                           auth="authentication required" if self.access.required
+                           else "no authentication")
             self._listening.succeed(port)
 
         def failed(f):
@@ -206,8 +208,13 @@ def makeWebService(node, config, reactor) -> WebService | None:
     """
     The status web service for C{node}, or C{None} when C{config.web} is
     empty or C{none}.
+
+    @raise ConfigError: the web port would be reachable from other hosts
+        without authentication (see L{checkWebConfig}), or its token or
+        TLS files are unusable.
     """
     description = getattr(config, "web", None)
     if isDisabled(description):
         return None
-    return WebService(node, reactor, description)
+    checkWebConfig(config)
+    return WebService(node, reactor, description, config)
