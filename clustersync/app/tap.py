@@ -4,6 +4,8 @@ The C{twistd clustersync} command line: options and L{makeService}.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.python import usage
 
 from clustersync.app.config import ConfigError, loadConfig
@@ -34,6 +36,11 @@ class Options(usage.Options):
         ["tls-key", None, None, "This node's private key (PEM)."],
         ["plain-listen", None, None, "Extra plain-TCP peer port for the plain peers ('none' disables)."],
         ["receipts", None, None, "Application receipts with peers: tls (default), all or none (see docs/reliability.md)."],
+        ["cluster-name", None, None, "Cluster name: nodes with the same one share the backplane (default clustersync)."],
+        ["backplane-tls-ca", None, None, "CA certificate (PEM) of the NATS servers."],
+        ["backplane-tls-cert", None, None, "Client certificate (PEM) for NATS servers that verify clients."],
+        ["backplane-tls-key", None, None, "Its private key (PEM)."],
+        ["backplane-credentials", None, None, "NATS credentials file (.creds) for the backplane."],
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
@@ -45,6 +52,14 @@ class Options(usage.Options):
         self["peer"] = []
         self["plugin-dir"] = []
         self["plain-peer"] = []
+        self["backplane"] = []
+
+    def opt_backplane(self, url: str) -> None:
+        """
+        A NATS server of the backplane, nats://host:port (repeatable, one
+        per server of a NATS cluster); needs --reactor=asyncio.
+        """
+        self["backplane"].append(url)
 
     def opt_peer(self, address: str) -> None:
         """A peer to dial, as host:port (repeatable)."""
@@ -84,6 +99,12 @@ class Options(usage.Options):
             "plain_listen": none(self["plain-listen"]),
             "plain_peers": self["plain-peer"] or None,
             "receipts": self["receipts"],
+            "backplane": self["backplane"] or None,
+            "cluster_name": self["cluster-name"],
+            "backplane_tls_ca": self["backplane-tls-ca"],
+            "backplane_tls_cert": self["backplane-tls-cert"],
+            "backplane_tls_key": self["backplane-tls-key"],
+            "backplane_credentials": self["backplane-credentials"],
         }
         try:
             self.config = loadConfig(self["config"], overrides)
@@ -94,6 +115,24 @@ class Options(usage.Options):
                     e.key, e.key.replace("_", "-"))
                 raise usage.UsageError(f"--{option}: {e}") from None
             raise usage.UsageError(str(e)) from None
+        if self.config.backplane:
+            self._checkReactor()
+
+    def _checkReactor(self) -> None:
+        """
+        The backplane runs on Twisted's asyncio reactor, which twistd's
+        C{--reactor=asyncio} installs before these options are read.
+        """
+        from clustersync.backplane.bus import requireAsyncioReactor
+
+        installed = sys.modules.get("twisted.internet.reactor")
+        try:
+            if installed is None:
+                raise RuntimeError("the NATS backplane needs Twisted's asyncio reactor: run "
+                                   "'twistd --reactor=asyncio clustersync ...'")
+            requireAsyncioReactor(installed)
+        except RuntimeError as e:
+            raise usage.UsageError(f"--backplane: {e}") from None
 
 
 def makeService(options: Options):
