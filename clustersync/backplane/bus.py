@@ -158,7 +158,7 @@ class NatsBus:
         self.connected = up
         if up:
             self._log.info("NATS: connected to {url}", url=self._urlNow())
-        else:
+        elif not self._stopped:
             self._log.warn("NATS: connection lost; reconnecting")
             self._failConfirms()
         self.onState(up)
