@@ -46,13 +46,15 @@ class NatsServer(ProcessProtocol):
     _log = Logger()
 
     def __init__(self, reactor, cluster: str | None = None, routes=(), name: str = "nats",
-                 executable: str | None = None, echo: bool = False) -> None:
+                 executable: str | None = None, echo: bool = False, port: int = -1) -> None:
         self.reactor = reactor
         self.cluster = cluster
         self.routes = list(routes)
         self.name = name
         self.executable = executable or findNatsServer()
         self.echo = echo
+        #: The client port (-1: an ephemeral one).
+        self.port = port
         self.clientUrl: str | None = None
         self.routeUrl: str | None = None
         self.routesUp = 0
@@ -73,7 +75,7 @@ class NatsServer(ProcessProtocol):
         """
         if self.executable is None:
             raise FileNotFoundError("nats-server is not installed (apt-get install nats-server)")
-        args = [self.executable, "-a", "127.0.0.1", "-p", "-1", "-n", self.name]
+        args = [self.executable, "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
         if self.cluster is not None:
             args += ["--cluster", "nats://127.0.0.1:-1", "--cluster_name", self.cluster]
             if self.routes:
