@@ -299,3 +299,70 @@ class LegacyBridgeTests(unittest.TestCase):
         self.nats.pump()
         self.assertEqual(list(self.b[0].state.allSessions()), [])
         self.assertEqual(self.a[1].status()["bridged"], [])
+
+
+class DirectLinkTests(unittest.TestCase):
+    """A direct peer link to a server takes over from its backplane link."""
+
+    def test_directWins(self):
+        """
+        The virtual link is closed and replaced; later backplane presence
+        of that server is not applied over the link's state.
+        """
+        clock = Clock()
+        nats = FakeNats()
+        a, bpA, _, _ = backplaneNode(nats, clock, "a")
+        b = backplaneNode(nats, clock, "b")[0]
+        nats.pump()
+        virtual = a.linkFor("b")
+        self.assertTrue(virtual.virtual)
+        direct = FakeLink("b", direction="outbound")
+        a.linkEstablished(direct)
+        self.assertIs(a.linkFor("b"), direct)
+        self.assertTrue(virtual.closed)
+        result(b.clientConnected("s", 1, "u"))
+        nats.pump()
+        self.assertEqual(sessionIds(a), [])  # b's own link has not said so
+        self.assertFalse(bpA.isRemote("b"))
+        self.assertEqual(bpA.legacy.streams, {})  # b is on the backplane: not bridged
+
+
+class ConfigTests(unittest.TestCase):
+    """The backplane's settings."""
+
+    def test_urls(self):
+        """NATS URLs are checked; a bad one names the key."""
+        from clustersync.app.config import ConfigError, loadConfig
+
+        config = loadConfig(None, {"backplane": ["nats://h1:4222", "tls://u:p@h2:4223"],
+                                   "cluster_name": "prod"})
+        self.assertEqual(config.backplane, ["nats://h1:4222", "tls://u:p@h2:4223"])
+        self.assertEqual(config.clusterName, "prod")
+        for bad in ["h1:4222", "http://h:1", "nats://h", "nats://:4222"]:
+            e = self.assertRaises(ConfigError, loadConfig, None, {"backplane": [bad]})
+            self.assertEqual(e.key, "backplane")
+
+    def test_needsAsyncioReactor(self):
+        """twistd clustersync --backplane on another reactor is a usage error naming the fix."""
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+        from twisted.internet import reactor
+        from twisted.python.usage import UsageError
+
+        from clustersync.app.tap import Options
+
+        if isinstance(reactor, AsyncioSelectorReactor):
+            raise unittest.SkipTest("runs under a reactor other than asyncio")
+        e = self.assertRaises(UsageError, Options().parseOptions,
+                              ["--backplane", "nats://127.0.0.1:4222"])
+        self.assertIn("--reactor=asyncio", str(e))
+
+    def test_busOptions(self):
+        """The node's settings become the client's: servers, name, TLS, credentials, pings."""
+        from clustersync.app.config import NodeConfig
+        from clustersync.backplane.service import busOptions
+
+        options = busOptions(NodeConfig(serverId="n1", backplane=["nats://h:1"],
+                                        backplaneCredentials="/x.creds", deadPeerTimeout=6.0))
+        self.assertEqual((options.servers, options.name, options.credentials, options.pingInterval),
+                         (("nats://h:1",), "n1", "/x.creds", 1.0))
+        self.assertIsNone(options.sslContext())
