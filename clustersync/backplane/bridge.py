@@ -32,16 +32,16 @@ from clustersync.cluster.node import Delivery
 from clustersync.errors import PeerUnavailable
 from clustersync.backplane.legacy import LegacyBridge
 from clustersync.backplane.link import BackplaneLink
-from clustersync.backplane.streams import APPLY, RESYNC, InboundStream, OutboundStream
+from clustersync.backplane.presence import PresenceReceiver
+from clustersync.backplane.streams import InboundStream, OutboundStream
 from clustersync.backplane.subjects import EPOCH, KIND, SEQ, SERVER, VIA, Subjects
 from clustersync.wire.codec import (
-    Broadcast, ChannelMembership, ChannelMessage, ClientConnected, ClientDisconnected,
-    DirectMessage, ProtocolError, SessionMessage, SyncState, decode, encode, encodeSync,
+    Broadcast, ChannelMessage, DirectMessage, ProtocolError, SessionMessage, decode, encode,
+    encodeSync,
 )
 
 __all__ = ["Backplane"]
 
-_STATE = (ClientConnected, ClientDisconnected, ChannelMembership)
 _FORWARDED = (DirectMessage, ChannelMessage, SessionMessage)
 
 
@@ -83,12 +83,13 @@ class Backplane:
         #: silent for three quarters of it is dropped.
         self.interval = timeout / 4
         self.silence = timeout * 3 / 4
-        self._own = OutboundStream(self.serverId)
+        self.own = OutboundStream(self.serverId)
         self._remotes: dict[str, _Remote] = {}
         self._timer = LoopingCall(self._tick)
         self._timer.clock = clock
-        self._inbox = ""
+        self.inbox = ""
         self.legacy = LegacyBridge(self)
+        self.presence = PresenceReceiver(self)
         bus.onState = self._busState
 
     # Lifecycle -------------------------------------------------------------
@@ -106,14 +107,14 @@ class Backplane:
 
     def _subscribe(self):
         s = self.subjects
-        self._inbox = self.bus.newInbox()
+        self.inbox = self.bus.newInbox()
         subs = [
-            self.bus.subscribe(s.presenceAll, self._onPresence),
+            self.bus.subscribe(s.presenceAll, self.presence.onPresence),
             self.bus.subscribe(s.node(self.serverId), self._onForward),
             self.bus.subscribe(s.broadcast, self._onBroadcast),
-            self.bus.subscribe(s.syncAll, self._onSyncRequest),
-            self.bus.subscribe(s.sync(self.serverId), self._onSyncRequest),
-            self.bus.subscribe(self._inbox, self._onSyncReply),
+            self.bus.subscribe(s.syncAll, self.presence.onSyncRequest),
+            self.bus.subscribe(s.sync(self.serverId), self.presence.onSyncRequest),
+            self.bus.subscribe(self.inbox, self.presence.onSyncReply),
         ]
 
         def subscribed(_):
@@ -128,8 +129,8 @@ class Backplane:
         if self._timer.running:
             self._timer.stop()
         if self.bus.connected:
-            for stream in self._streams():
-                self._publishPresence(stream, b"", {KIND: "bye"})
+            for stream in self.streams():
+                self.publishPresence(stream, b"", {KIND: "bye"})
         self.ready = False
         return self.bus.stop()
 
@@ -147,28 +148,28 @@ class Backplane:
 
     def _announce(self) -> None:
         """Publish this node's snapshots and ask every server for its own."""
-        for stream in self._streams():
-            self._publishSnapshot(stream)
-        self.bus.publish(self.subjects.syncAll, b"", {SERVER: self.serverId}, self._inbox)
+        for stream in self.streams():
+            self.publishSnapshot(stream)
+        self.bus.publish(self.subjects.syncAll, b"", {SERVER: self.serverId}, self.inbox)
         self.counters["sync_requests"] += 1
 
-    def _streams(self):
-        return [self._own, *self.legacy.streams.values()]
+    def streams(self):
+        return [self.own, *self.legacy.streams.values()]
 
     # Publishing ------------------------------------------------------------
 
-    def _publishPresence(self, stream: OutboundStream, line: bytes, headers: dict) -> bool:
+    def publishPresence(self, stream: OutboundStream, line: bytes, headers: dict) -> bool:
         headers[EPOCH] = stream.epoch
         headers[VIA] = self.serverId
         return self.bus.publish(self.subjects.presence(stream.serverId), line, headers)
 
-    def _publishEvent(self, stream: OutboundStream, line: bytes) -> bool:
-        return self._publishPresence(stream, line, {SEQ: str(stream.next())})
+    def publishEvent(self, stream: OutboundStream, line: bytes) -> bool:
+        return self.publishPresence(stream, line, {SEQ: str(stream.next())})
 
-    def _publishSnapshot(self, stream: OutboundStream) -> bool:
-        return self._publishEvent(stream, self._snapshotLine(stream.serverId))
+    def publishSnapshot(self, stream: OutboundStream) -> bool:
+        return self.publishEvent(stream, self.snapshotLine(stream.serverId))
 
-    def _snapshotLine(self, serverId: str) -> bytes:
+    def snapshotLine(self, serverId: str) -> bytes:
         return encodeSync(serverId, self.node.state.sessionsOf(serverId))
 
     def publishState(self, line: bytes) -> int:
@@ -177,13 +178,13 @@ class Backplane:
 
         @return: how many servers it was published for (0 when down).
         """
-        if not self._publishEvent(self._own, line):
+        if not self.publishEvent(self.own, line):
             return 0
         return len(self._remotes)
 
     def publishLegacyEvent(self, stream: OutboundStream, line: bytes) -> None:
         """Publish a state event of an existing server this node bridges."""
-        self._publishEvent(stream, line)
+        self.publishEvent(stream, line)
 
     def publishBroadcast(self, line: bytes):
         """
@@ -193,7 +194,7 @@ class Backplane:
             L{Deferred} firing once NATS took it; or C{(servers, None)}
             when the backplane is down (nothing was sent).
         """
-        servers = sorted(self._remotes)
+        servers = self.servers()
         if not servers:
             return servers, succeed(None)
         if not self.bus.publish(self.subjects.broadcast, line):
@@ -242,135 +243,39 @@ class Backplane:
 
     # Receiving -------------------------------------------------------------
 
-    def _decode(self, data: bytes, origin: str | None, what: str):
+    def decodeLine(self, data: bytes, origin: str | None, what: str):
         try:
             message = decode(data)
         except ProtocolError as e:
-            self._reject("bad_line", f"{what} from {origin or '?'}: {e}")
+            self.reject("bad_line", f"{what} from {origin or '?'}: {e}")
             return None
         if origin is not None and message.origin != origin:
-            self._reject("origin", f"{what}: origin {message.origin!r} on the subject of {origin!r}")
+            self.reject("origin", f"{what}: origin {message.origin!r} on the subject of {origin!r}")
             return None
         return message
 
-    def _reject(self, reason: str, detail: str) -> None:
+    def reject(self, reason: str, detail: str) -> None:
         self.counters["rejected"] += 1
         self.node.metrics.rejected(reason)
         self._log.warn("backplane: refused {detail}", detail=detail)
 
-    def _remote(self, serverId: str, via: str) -> _Remote | None:
+    def remoteFor(self, serverId: str, via: str) -> _Remote | None:
         """The server's record, made (with its link) on first hearing of it."""
         remote = self._remotes.get(serverId)
         if remote is not None:
-            if not remote.link.closed:
-                return remote
-            del self._remotes[serverId]  # a direct link to it took over
+            return remote
         if self.legacy.bridges(serverId):
             return None
         now = self.clock.seconds()
         link = BackplaneLink(
             serverId, self.subjects.node(serverId), via, now, self.bus.publish,
-            self.bus.confirm if self.node.config.confirmSends else None)
+            self.bus.confirm if self.node.config.confirmSends else None, self.linkReplaced)
         if not self.node.addVirtualPeer(link):
             return None  # linked directly: the backplane's copy is not used
         remote = self._remotes[serverId] = _Remote(link, InboundStream(now))
         self._log.info("backplane: {peer} joined ({address})", peer=serverId,
                        address=link.peerAddress)
         return remote
-
-    def _onPresence(self, msg) -> None:
-        serverId = self.subjects.presenceServer(msg.subject)
-        if serverId is None or serverId == self.serverId:
-            return
-        headers = msg.headers
-        kind = headers.get(KIND)
-        via = headers.get(VIA, serverId)
-        if self.legacy.heard(serverId, via, kind):
-            return
-        if kind == "bye":
-            self.forget(serverId, "left the backplane")
-            return
-        remote = self._remote(serverId, via)
-        if remote is None:
-            return
-        stream = remote.stream
-        stream.lastHeard = self.clock.seconds()
-        epoch = headers.get(EPOCH, "")
-        try:
-            seq = int(headers.get(SEQ, "0"))
-        except ValueError:
-            seq = 0
-        if kind == "hb":
-            if stream.heartbeat(epoch, seq):
-                self._requestSync(serverId, stream)
-            return
-        message = self._decode(msg.data, serverId, "presence")
-        if message is None:
-            return
-        if isinstance(message, SyncState):
-            self._applySnapshot(remote, epoch, seq, message)
-        elif isinstance(message, _STATE):
-            outcome = stream.offer(epoch, seq, message)
-            if outcome is APPLY:
-                self.node.dispatch(remote.link, message)
-            elif outcome is RESYNC:
-                self.counters["gaps"] += 1
-                self._requestSync(serverId, stream)
-        else:
-            self._reject("type", f"{message.__class__.__name__} on the presence subject of {serverId}")
-
-    def _applySnapshot(self, remote: _Remote, epoch: str, seq: int, message) -> None:
-        ready = remote.stream.snapshot(epoch, seq)
-        if ready is None:
-            return
-        self.counters["snapshots"] += 1
-        dispatch = self.node.dispatch
-        link = remote.link
-        dispatch(link, message)
-        for event in ready:
-            dispatch(link, event)
-        if not remote.stream.synced:
-            self._requestSync(link.serverId, remote.stream)
-
-    def _requestSync(self, serverId: str, stream: InboundStream) -> None:
-        if stream.shouldRequest(self.clock.seconds(), self.interval):
-            self.counters["sync_requests"] += 1
-            self.bus.publish(self.subjects.sync(serverId), b"", {SERVER: self.serverId}, self._inbox)
-
-    def _onSyncRequest(self, msg) -> None:
-        if not msg.reply:
-            return
-        if msg.subject == self.subjects.syncAll:
-            streams = self._streams()
-        else:
-            stream = self._own if msg.subject == self.subjects.sync(self.serverId) else None
-            streams = [stream or self.legacy.streamFor(msg.subject)]
-        for stream in streams:
-            if stream is not None:
-                self.bus.publish(msg.reply, self._snapshotLine(stream.serverId), {
-                    SERVER: stream.serverId, EPOCH: stream.epoch, SEQ: str(stream.seq),
-                    VIA: self.serverId})
-
-    def _onSyncReply(self, msg) -> None:
-        headers = msg.headers
-        serverId = headers.get(SERVER)
-        if serverId is None or serverId == self.serverId:
-            return
-        via = headers.get(VIA, serverId)
-        if self.legacy.heard(serverId, via, None):
-            return
-        message = self._decode(msg.data, serverId, "sync reply")
-        if not isinstance(message, SyncState):
-            return
-        remote = self._remote(serverId, via)
-        if remote is None:
-            return
-        remote.stream.lastHeard = self.clock.seconds()
-        try:
-            seq = int(headers.get(SEQ, "0"))
-        except ValueError:
-            return
-        self._applySnapshot(remote, headers.get(EPOCH, ""), seq, message)
 
     def linkOf(self, origin: str) -> BackplaneLink:
         """The link of C{origin}, or a stand-in for a server not yet heard of."""
@@ -381,21 +286,24 @@ class Backplane:
                              self.bus.publish, closed=True)
 
     def _onForward(self, msg) -> None:
-        message = self._decode(msg.data, None, "forwarded message")
+        message = self.decodeLine(msg.data, None, "forwarded message")
         if message is None:
             return
         if not isinstance(message, _FORWARDED):
-            self._reject("type", f"{message.__class__.__name__} on this node's subject")
+            self.reject("type", f"{message.__class__.__name__} on this node's subject")
             return
         self.node.dispatch(self.linkOf(message.origin), message)
 
     def _onBroadcast(self, msg) -> None:
-        message = self._decode(msg.data, None, "broadcast")
+        message = self.decodeLine(msg.data, None, "broadcast")
         if message is None or message.origin == self.serverId:
             return
         if not isinstance(message, Broadcast):
-            self._reject("type", f"{message.__class__.__name__} on the broadcast subject")
+            self.reject("type", f"{message.__class__.__name__} on the broadcast subject")
             return
+        direct = self.node.linkFor(message.origin)
+        if direct is not None and not getattr(direct, "virtual", False):
+            return  # its server is linked to this node: it came over that link
         self.node.dispatch(self.linkOf(message.origin), message)
         self.legacy.relayAll(message)
 
@@ -408,8 +316,8 @@ class Backplane:
     def _tick(self) -> None:
         """Heartbeat this node's streams; drop servers silent for too long."""
         if self.bus.connected:
-            for stream in self._streams():
-                self._publishPresence(stream, b"", {KIND: "hb", SEQ: str(stream.seq)})
+            for stream in self.streams():
+                self.publishPresence(stream, b"", {KIND: "hb", SEQ: str(stream.seq)})
         now = self.clock.seconds()
         for serverId, remote in list(self._remotes.items()):
             if now - remote.stream.lastHeard > self.silence:
@@ -417,7 +325,7 @@ class Backplane:
                 self.forget(serverId, f"dead_peer: silent on the backplane for "
                                       f"{now - remote.stream.lastHeard:.1f}s")
             elif not remote.stream.synced:
-                self._requestSync(serverId, remote.stream)
+                self.presence.requestSync(serverId, remote.stream)
 
     def forget(self, serverId: str, reason: str) -> None:
         """Drop C{serverId} and its sessions (it left, died, or was cut off)."""
@@ -428,7 +336,18 @@ class Backplane:
 
     def isRemote(self, serverId: str) -> bool:
         """Whether C{serverId} is reached through the backplane now."""
-        return serverId in self._remotes
+        remote = self._remotes.get(serverId)
+        return remote is not None and not remote.link.closed
+
+    def servers(self) -> list[str]:
+        """The servers reached through the backplane now, sorted."""
+        return sorted(s for s, remote in self._remotes.items() if not remote.link.closed)
+
+    def linkReplaced(self, link) -> None:
+        """The node replaced C{link} by a direct link to its server."""
+        remote = self._remotes.get(link.serverId)
+        if remote is not None and remote.link is link:
+            del self._remotes[link.serverId]
 
     # Status ----------------------------------------------------------------
 
@@ -439,7 +358,7 @@ class Backplane:
             "state": "up" if bus["connected"] else "down",
             "downSince": self.downSince,
             "outages": self.outages,
-            "servers": sorted(self._remotes),
+            "servers": self.servers(),
             "bridged": sorted(self.legacy.streams),
             "nats": bus,
             "counters": dict(self.counters),

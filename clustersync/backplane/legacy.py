@@ -83,11 +83,11 @@ class LegacyBridge:
         bus, subjects = backplane.bus, backplane.subjects
         self._subscriptions[serverId] = [
             bus.subscribe(subjects.node(serverId), lambda msg: self._onForward(serverId, msg)),
-            bus.subscribe(subjects.sync(serverId), backplane._onSyncRequest),
+            bus.subscribe(subjects.sync(serverId), backplane.presence.onSyncRequest),
         ]
         self._log.info("backplane: bridging {peer}", peer=serverId)
         if backplane.ready:
-            backplane._publishSnapshot(stream)
+            backplane.publishSnapshot(stream)
 
     def _stop(self, serverId: str, why: str) -> None:
         self.streams.pop(serverId, None)
@@ -101,10 +101,10 @@ class LegacyBridge:
         try:
             message = decode(msg.data)
         except ProtocolError as e:
-            self.backplane._reject("bad_line", f"message for {serverId}: {e}")
+            self.backplane.reject("bad_line", f"message for {serverId}: {e}")
             return
         if not isinstance(message, _FORWARDED):
-            self.backplane._reject("type", f"{message.__class__.__name__} for {serverId}")
+            self.backplane.reject("type", f"{message.__class__.__name__} for {serverId}")
             return
         if link is None or not link.sendLine(self.backplane.relayLine(message)):
             self.backplane.counters["relay_failed"] += 1
@@ -136,7 +136,7 @@ class LegacyBridge:
             return
         backplane = self.backplane
         if backplane.bus.connected:
-            backplane._publishPresence(stream, b"", {KIND: "bye"})
+            backplane.publishPresence(stream, b"", {KIND: "bye"})
         self._stop(peer.serverId, f"link lost: {reason}")
 
     def sessionAdded(self, session) -> None:

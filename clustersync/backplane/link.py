@@ -37,6 +37,8 @@ class BackplaneLink:
     since: float
     publish: object = attrs.field(repr=False)
     confirm: object = attrs.field(default=None, repr=False)
+    #: Called with this link when the node gives it up for a direct link.
+    onClose: object = attrs.field(default=None, repr=False)
     #: It is a link of the backplane, not a TCP connection.
     virtual: bool = True
     direction: str = "backplane"
@@ -84,3 +86,5 @@ class BackplaneLink:
         """The node gave it up (a direct link to the same server won)."""
         self.closed = True
         self.closeReason = reason
+        if self.onClose is not None:
+            self.onClose(self)
