@@ -286,7 +286,7 @@ class NatsBus:
 
     def newInbox(self) -> str:
         """A fresh reply subject."""
-        return self._nc.newinbox()
+        return self._nc.new_inbox()
 
     def status(self) -> dict:
         """The connection's state, for health and metrics."""
