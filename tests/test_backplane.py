@@ -17,7 +17,7 @@ from clustersync.errors import PeerUnavailable
 from clustersync.wire.codec import ClientConnected, SessionInfo, decode
 
 from tests.backplanesupport import FakeNats, backplaneNode
-from tests.test_node import FakeLink
+from tests.nodefakes import FakeLink
 
 
 def sessionIds(node, serverId=None):

@@ -28,7 +28,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from clustersync.cluster.node import Delivery
+from clustersync.cluster.values import Delivery
 from clustersync.errors import PeerUnavailable
 from clustersync.backplane.legacy import LegacyBridge
 from clustersync.backplane.link import BackplaneLink
