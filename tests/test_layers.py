@@ -39,6 +39,7 @@ RANKS = {
     "plugins": 8,
     "cli": 8,
     "bench": 8,
+    "backplane": 6,
 }
 
 #: Compatibility modules (top-level names from before the layer packages):

@@ -127,6 +127,17 @@ class NodeConfig:
     #: three positive integers, as for C{gc.set_threshold}); C{None} leaves
     #: the process's own.
     gcThresholds: tuple[int, ...] | None = DEFAULT_GC_THRESHOLDS
+    #: The NATS backplane (see docs/backplane.md): C{nats://host:port} (or
+    #: C{tls://}) URLs of the NATS servers; empty: no backplane, a mesh.
+    backplane: list[str] = attrs.field(factory=list)
+    #: Nodes with the same cluster name share the backplane's subjects.
+    clusterName: str = "clustersync"
+    #: TLS to the NATS servers (CA, client certificate and key, PEM) and a
+    #: NATS credentials file (C{.creds}: JWT and nkey seed).
+    backplaneTlsCa: str | None = None
+    backplaneTlsCert: str | None = None
+    backplaneTlsKey: str | None = None
+    backplaneCredentials: str | None = None
 
 
 #: TOML key -> (attribute, validator).
@@ -270,6 +281,23 @@ def _gcThresholds(key, v):
     return tuple(v)
 
 
+def _natsUrls(key, v):
+    """C{nats://[user:password@]host:port} or C{tls://...} URLs (one, or a list)."""
+    from urllib.parse import urlsplit
+
+    out = []
+    for url in _strList(key, v):
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as e:
+            raise ConfigError(key, f"bad NATS URL {url!r}: {e}") from None
+        if parts.scheme not in ("nats", "tls") or not parts.hostname or port is None:
+            raise ConfigError(key, f"expected nats://host:port or tls://host:port, got {url!r}")
+        out.append(url)
+    return out
+
+
 def _serverId(key, v):
     v = _str(key, v)
     if any(c.isspace() for c in v) or len(v) > 255:
@@ -320,6 +348,12 @@ _KEYS = {
     "peer_rate": ("peerRate", _nonNegative),
     "peer_burst": ("peerBurst", _positive(int)),
     "gc_thresholds": ("gcThresholds", _gcThresholds),
+    "backplane": ("backplane", _natsUrls),
+    "cluster_name": ("clusterName", lambda key, v: _serverId(key, v)),
+    "backplane_tls_ca": ("backplaneTlsCa", _optStr),
+    "backplane_tls_cert": ("backplaneTlsCert", _optStr),
+    "backplane_tls_key": ("backplaneTlsKey", _optStr),
+    "backplane_credentials": ("backplaneCredentials", _optStr),
 }
 
 #: Every TOML key a config file may hold.

@@ -173,6 +173,10 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
     if config.gcThresholds:
         GCThresholdsService(config.gcThresholds).setServiceParent(top)
     NodeService(node, failures).setServiceParent(top)
+    if config.backplane:
+        from clustersync.backplane.service import BackplaneService
+
+        BackplaneService(node, config, reactor).setServiceParent(top)
     if config.listen:
         PeerListenService(
             reactor, config.listen, PeerServerFactory(node), node.security

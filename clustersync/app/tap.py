@@ -4,6 +4,8 @@ The C{twistd clustersync} command line: options and L{makeService}.
 
 from __future__ import annotations
 
+import sys
+
 from twisted.python import usage
 
 from clustersync.app.config import ConfigError, loadConfig
@@ -37,6 +39,11 @@ class Options(usage.Options):
         ["web-token-file", None, None, "File whose first line is the bearer token the web port requires."],
         ["web-client-ca", None, None, "Cluster CA (PEM): the web port speaks TLS and requires a client certificate signed by it."],
         ["max-sessions-per-user", None, None, "Most sessions one user may have to log in here (default 16; 0: no limit)."],
+        ["cluster-name", None, None, "Cluster name: nodes with the same one share the backplane (default clustersync)."],
+        ["backplane-tls-ca", None, None, "CA certificate (PEM) of the NATS servers."],
+        ["backplane-tls-cert", None, None, "Client certificate (PEM) for NATS servers that verify clients."],
+        ["backplane-tls-key", None, None, "Its private key (PEM)."],
+        ["backplane-credentials", None, None, "NATS credentials file (.creds) for the backplane."],
     ]
     optFlags = [
         ["eager-hello", None, "Send HELLO on inbound links without waiting for the peer's."],
@@ -51,10 +58,18 @@ class Options(usage.Options):
         self["plugin-dir"] = []
         self["plain-peer"] = []
         self["web-host"] = []
+        self["backplane"] = []
 
     def opt_web_host(self, name: str) -> None:
         """A Host header name the web port answers (repeatable; see docs/security.md)."""
         self["web-host"].append(name)
+
+    def opt_backplane(self, url: str) -> None:
+        """
+        A NATS server of the backplane, nats://host:port (repeatable, one
+        per server of a NATS cluster); needs --reactor=asyncio.
+        """
+        self["backplane"].append(url)
 
     def opt_peer(self, address: str) -> None:
         """A peer to dial, as host:port (repeatable)."""
@@ -100,6 +115,12 @@ class Options(usage.Options):
             "web_open_metrics": True if self["web-open-metrics"] else None,
             "web_hosts": self["web-host"] or None,
             "max_sessions_per_user": self["max-sessions-per-user"],
+            "backplane": self["backplane"] or None,
+            "cluster_name": self["cluster-name"],
+            "backplane_tls_ca": self["backplane-tls-ca"],
+            "backplane_tls_cert": self["backplane-tls-cert"],
+            "backplane_tls_key": self["backplane-tls-key"],
+            "backplane_credentials": self["backplane-credentials"],
         }
         try:
             self.config = loadConfig(self["config"], overrides)
@@ -111,6 +132,24 @@ class Options(usage.Options):
                     e.key, e.key.replace("_", "-"))
                 raise usage.UsageError(f"--{option}: {e}") from None
             raise usage.UsageError(str(e)) from None
+        if self.config.backplane:
+            self._checkReactor()
+
+    def _checkReactor(self) -> None:
+        """
+        The backplane runs on Twisted's asyncio reactor, which twistd's
+        C{--reactor=asyncio} installs before these options are read.
+        """
+        from clustersync.backplane.bus import requireAsyncioReactor
+
+        installed = sys.modules.get("twisted.internet.reactor")
+        try:
+            if installed is None:
+                raise RuntimeError("the NATS backplane needs Twisted's asyncio reactor: run "
+                                   "'twistd --reactor=asyncio clustersync ...'")
+            requireAsyncioReactor(installed)
+        except RuntimeError as e:
+            raise usage.UsageError(f"--backplane: {e}") from None
 
 
 def makeService(options: Options):

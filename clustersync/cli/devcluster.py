@@ -11,6 +11,10 @@ Peer links and chat clients use TLS with certificates made in
 C{run/certs/} (C{clustersync-chat --ca run/certs/ca.pem 127.0.0.1:7201});
 C{--plain} runs both without TLS.
 
+With C{--backplane} the nodes do not link to each other: a local
+C{nats-server} (port 7400) is their backplane, and each node runs on
+Twisted's asyncio reactor (C{twistd --reactor=asyncio}).
+
 Ports (all on 127.0.0.1)::
 
     node    peers  clients  web
@@ -29,7 +33,10 @@ import sys
 import threading
 import time
 
-__all__ = ["NODES", "nodeConfig", "tomlText", "main"]
+__all__ = ["NODES", "NATS_PORT", "nodeConfig", "tomlText", "main"]
+
+#: The local nats-server's client port with C{--backplane}.
+NATS_PORT = 7400
 
 #: name -> (peer port, client port, web port)
 NODES = {
@@ -39,10 +46,12 @@ NODES = {
 }
 
 
-def nodeConfig(name: str, runDir: str, extra: dict | None = None) -> dict:
+def nodeConfig(name: str, runDir: str, extra: dict | None = None,
+               backplane: bool = False) -> dict:
     """
     The settings (TOML keys) of node C{name} of the local cluster: it
-    listens on its ports and dials the two others.
+    listens on its ports and dials the two others, or with C{backplane}
+    dials none and joins the local NATS server instead.
     """
     peerPort, clientPort, webPort = NODES[name]
     config = {
@@ -53,6 +62,10 @@ def nodeConfig(name: str, runDir: str, extra: dict | None = None) -> dict:
         "peers": [f"127.0.0.1:{p}" for n, (p, _, _) in NODES.items() if n != name],
         "users_file": os.path.join(runDir, "users.json"),
     }
+    if backplane:
+        config["peers"] = []
+        config["backplane"] = [f"nats://127.0.0.1:{NATS_PORT}"]
+        config["cluster_name"] = "dev"
     config.update(extra or {})
     return config
 
@@ -136,6 +149,9 @@ def main(argv=None) -> int:
                         help="run only this node (repeatable), e.g. to restart a killed one")
     parser.add_argument("--restart-after", type=float, default=None, metavar="SECONDS",
                         help="restart a node that died, after this many seconds")
+    parser.add_argument("--backplane", action="store_true",
+                        help=f"a local nats-server (port {NATS_PORT}) as the backplane "
+                             "instead of links between the nodes")
     args = parser.parse_args(argv)
     runDir = os.path.abspath(args.run_dir)
     os.makedirs(runDir, exist_ok=True)
@@ -145,13 +161,20 @@ def main(argv=None) -> int:
     procs: dict[str, subprocess.Popen] = {}
     deadAt: dict[str, float] = {}
     lock = threading.Lock()
+    nats = None
+    if args.backplane and not args.only:
+        nats = _startNats(runDir, lock)
+        if nats is None:
+            return 1
 
     def start(name: str) -> None:
         path = os.path.join(runDir, f"{name}.toml")
         with open(path, "w") as f:
-            f.write(tomlText(nodeConfig(name, runDir, extra[name])))
+            f.write(tomlText(nodeConfig(name, runDir, extra[name], backplane=args.backplane)))
+        reactor = ["--reactor=asyncio"] if args.backplane else []
         proc = subprocess.Popen(
-            [twistd, "--nodaemon", "--pidfile=", "--logfile=-", "clustersync", "--config", path],
+            [twistd, "--nodaemon", "--pidfile=", "--logfile=-", *reactor, "clustersync",
+             "--config", path],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=runDir,
@@ -213,9 +236,48 @@ def main(argv=None) -> int:
             os.remove(os.path.join(runDir, f"{name}.pid"))
         except OSError:
             pass
+    if nats is not None:
+        nats.terminate()
+        nats.wait(10)
     with lock:
         print("cluster: all nodes stopped")
     return 0
+
+
+def _startNats(runDir: str, lock: threading.Lock):
+    """
+    Start the local nats-server and wait (at most 10 s) until it is ready.
+
+    @return: its L{subprocess.Popen}, or C{None} (the reason printed).
+    """
+    from clustersync.backplane.natsprocess import findNatsServer
+
+    executable = findNatsServer()
+    if executable is None:
+        print("cluster: --backplane needs nats-server (apt-get install nats-server)")
+        return None
+    proc = subprocess.Popen(
+        [executable, "-a", "127.0.0.1", "-p", str(NATS_PORT), "-n", "dev-nats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=runDir, start_new_session=True)
+    ready = threading.Event()
+
+    def pump():
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if "Server is ready" in line:
+                ready.set()
+            with lock:
+                sys.stdout.write(f"{'nats':6} | {line}\n")
+                sys.stdout.flush()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(10) or proc.poll() is not None:
+        print("cluster: nats-server did not start (see its output above)")
+        proc.kill()
+        return None
+    print(f"cluster: nats-server on nats://127.0.0.1:{NATS_PORT} (pid {proc.pid})")
+    return proc
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ class ClusterNode:
         # chaos plugin read them).
         self._links = self.links.active
         self._openLinks = self.links.open
+        #: The NATS backplane, once attached (L{attachBackplane}).
+        self.backplane = None
         for h in handlers:
             self.registerHandler(h)
 
@@ -176,6 +178,31 @@ class ClusterNode:
     def linkFor(self, serverId: str):
         """The active link to C{serverId}, or C{None}."""
         return self.links.linkFor(serverId)
+
+    def attachBackplane(self, backplane) -> None:
+        """
+        Send this node's events and BROADCAST lines through C{backplane}
+        (a L{clustersync.backplane.bridge.Backplane}) once, instead of to
+        each of its virtual links (L{addVirtualPeer}).
+        """
+        self.backplane = self.sending.backplane = backplane
+        self.addListener(backplane.legacy)
+
+    def addVirtualPeer(self, link) -> bool:
+        """
+        Make C{link}, a server reached through the backplane (a link with
+        C{virtual} set), that server's link, unless it has a link already
+        (a direct link is kept instead; one that comes later replaces it,
+        see L{LinkRegistry.elect}).
+
+        @return: whether C{link} is now the server's link.
+        """
+        if self.links.linkFor(link.serverId) is not None:
+            return False
+        self.links.install(link)
+        self.state.addServer(link.serverId)
+        self.listeners.notify("peerConnected", peerInfo(link))
+        return True
 
     def linkOpened(self, link) -> None:
         """A TCP connection (not yet a link) opened."""

@@ -82,6 +82,8 @@ class LinkRegistry:
         answer); between two links of the same direction, the older one
         (no hijack).
         """
+        if getattr(current, "virtual", False):  # a direct link beats the backplane's
+            return LinkChoice(link, current, False)
         if _suspect(current, now, deadPeerTimeout):
             return LinkChoice(link, current, True, now - getattr(current, "lastReceived", now))
         if current.direction != link.direction:

@@ -71,15 +71,24 @@ class Sending:
         self._encodeDirect = encoder.encode
         self.routes = Routes(encoder)
         self._userRoutes = self.routes.users
+        #: The NATS backplane when one is attached
+        #: (L{clustersync.backplane.bridge.Backplane}): it gets the node's
+        #: events and BROADCAST lines once, for every server it reaches.
+        self.backplane = None
 
     # The lines every peer gets -------------------------------------------
 
     def toAllPeers(self, line: bytes, kind: str) -> None:
-        """Write C{line}, of wire type C{kind}, to every active link."""
+        """
+        Write C{line}, of wire type C{kind}, to every active link; with a
+        backplane, once to it instead of to each of its (virtual) links.
+        """
         n = 0
         for link in self._links.values():
-            if link.sendLine(line):
+            if not getattr(link, "virtual", False) and link.sendLine(line):
                 n += 1
+        if self.backplane is not None:
+            n += self.backplane.publishState(line)
         self._metrics.countOut(kind, n)
 
     def sendSync(self, link) -> None:
@@ -208,11 +217,15 @@ class Sending:
             raw = rawMessage(message)
         except TypeError as e:
             return fail(e)
-        servers = [self.serverId, *self._links]
+        servers = [self.serverId, *(
+            peer for peer, link in self._links.items() if not getattr(link, "virtual", False))]
         make = _Maker(raw, lambda: Broadcast(self.serverId, BroadcastPayload(raw)))
-        return self._forward(
+        d = self._forward(
             servers, lambda: self._state.sessionsOf(self.serverId), make, "BROADCAST"
         )
+        if self.backplane is not None:  # one line on the cluster's subject
+            d = self.backplane.joinBroadcast(d, encode(make()))
+        return d
 
     # The two ways a line leaves ------------------------------------------
 

@@ -129,13 +129,14 @@ def channelsDocument(web, sessions, maxMembers: int | None = None,
 def healthDocument(web, sessions) -> dict:
     """
     C{/api/health}: C{"ok"} when every peer this node has seen is linked,
-    C{"degraded"} when some is down (the node itself still serves).
+    C{"degraded"} when some is down or the backplane is (the node itself
+    still serves).
     """
     peers = web.tracker.peerList()
     down = [p["serverId"] for p in peers if p["state"] != "up"]
     counts = _sessionCounts(web.node, sessions)
     now = web.clock.seconds()
-    return {
+    document = {
         "status": "degraded" if down else "ok",
         "serverId": web.node.serverId,
         "time": now,
@@ -144,6 +145,13 @@ def healthDocument(web, sessions) -> dict:
         "peersDown": down,
         "sessions": {"local": counts["local"], "remote": counts["remote"]},
     }
+    # A node on the NATS backplane: its connection's state; down is degraded.
+    backplane = getattr(web.node, "backplane", None)
+    if backplane is not None:
+        document["backplane"] = backplane.status()
+        if document["backplane"]["state"] != "up":
+            document["status"] = "degraded"
+    return document
 
 
 def statusDocument(web, sessions) -> dict:

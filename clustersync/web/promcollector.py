@@ -104,9 +104,28 @@ class NodeCollector:
         yield GaugeMetricFamily("clustersync_status_stream_clients",
                                 "Open server-sent event streams of the status page.",
                                 value=len(self.web.streamClients))
+        backplane = getattr(node, "backplane", None)
+        if backplane is not None:
+            yield from _backplaneFamilies(backplane.status())
         yield GaugeMetricFamily("clustersync_start_time_seconds",
                                 "When the status service started (seconds since the epoch).",
                                 value=self.web.tracker.started)
+
+
+def _backplaneFamilies(status: dict):
+    """The NATS backplane's families, from L{Backplane.status}."""
+    yield GaugeMetricFamily("clustersync_backplane_up", "1 if the NATS backplane is connected.",
+                            value=1 if status["state"] == "up" else 0)
+    yield GaugeMetricFamily("clustersync_backplane_servers",
+                            "Servers reached through the backplane.", value=len(status["servers"]))
+    yield CounterMetricFamily("clustersync_backplane_outages", "NATS connection losses.",
+                              value=status["outages"])
+    events = CounterMetricFamily("clustersync_backplane_events",
+                                 "Backplane events (gaps, snapshots, sync requests, dead servers, ...).",
+                                 labels=["event"])
+    for name, value in sorted(status["counters"].items()):
+        events.add_metric([name], value)
+    yield events
 
 
 def makeRegistry(web) -> CollectorRegistry:
