@@ -262,7 +262,7 @@ class DroppedInputTests(HostileMixin, unittest.TestCase):
         is max_sync_length (the positive control of the row above).
         """
         c = self.cluster
-        c.c.dataReceived(sync("srv-c", session("srv-c", "c9", 7, [1]), {**session("srv-c", "c8"), "usuario": "y" * 300}))
+        c.c.dataReceived(sync("srv-c", session("srv-c", "c9", 7, [1]), {**session("srv-c", "c8"), "usuario": "y" * 250}))
         self.assertEqual(dict(self.node.metrics.rejectedInputs), {})
         self.assertEqual({s.sessionId for s in self.node.state.sessionsOf("srv-c")}, {"c9", "c8"})
 
@@ -363,7 +363,7 @@ class ClosedLinkTests(HostileMixin, unittest.TestCase):
 
     def test_badServerId(self):
         """A HELLO serverId with whitespace or control characters -> close, C{bad_server_id}."""
-        for i, bad in enumerate(["srv x", "srv-\nx", "x" * 256]):
+        for i, bad in enumerate(["srv x", "srv-\nx"]):
             link, transport = self.cluster.connect(f"10.0.0.{20 + i}")
             self.node.metrics.linksClosed.clear()
             self.before = self.cluster.snapshot()
@@ -373,6 +373,18 @@ class ClosedLinkTests(HostileMixin, unittest.TestCase):
         """A HELLO with an empty serverId -> close, counted as a C{field} rejection."""
         link, transport = self.cluster.connect("10.0.0.7")
         self.assertClosed(hello(""), None, link, transport, rejected="field")
+
+    def test_longServerId(self):
+        """
+        A HELLO serverId over the codec's bound (255 characters) is
+        refused as a C{field} rejection: the link is not established (the
+        handshake timeout closes it) and nothing changed.
+        """
+        link, transport = self.cluster.connect("10.0.0.8")
+        link.dataReceived(hello("x" * 256))
+        self.assertEqual(self.node.metrics.rejectedInputs["field"], 1)
+        self.assertIsNone(link.serverId)
+        self.assertEqual(self.cluster.snapshot(), self.before)
 
     def test_helloOriginMismatch(self):
         """A HELLO whose origin is not its serverId -> close, C{hello_origin_mismatch}."""

@@ -45,10 +45,11 @@ __all__ = [
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 
 #: The longest identifier a peer may send: C{serverId}, C{origin},
-#: C{sessionId} (the spec uses 36-character UUIDs).  A longer one makes the
-#: line a L{clustersync.wire.codec.ProtocolError}, so one peer cannot make
-#: every status page, log line and API reply carry megabytes.
-MAX_ID_LENGTH: Final = 128
+#: C{sessionId} (the spec uses 36-character UUIDs; the link policy allows a
+#: serverId of up to 255 characters).  A longer one makes the line a
+#: L{clustersync.wire.codec.ProtocolError}, so one peer cannot make every
+#: status page, log line and API reply carry megabytes.
+MAX_ID_LENGTH: Final = 255
 
 #: The longest C{usuario} (user name) a peer may send.
 MAX_NAME_LENGTH: Final = 256
