@@ -71,12 +71,13 @@ class BackplaneClusterTests(unittest.TestCase):
         until(lambda: all(
             sorted((p["serverId"], p["state"]) for p in getJSON(NODES[n][2], "/api/peers")["peers"])
             == sorted((m, "up") for m in NODES if m != n) for n in NODES), "three nodes on NATS", 60)
-        health = getJSON(NODES["srv-b"][2], "/api/health")
-        self.assertEqual(health["backplane"]["state"], "up")
+        until(lambda: getJSON(NODES["srv-b"][2], "/api/health").get("backplane", {}).get("state")
+              == "up", "the backplane reported up in /api/health", 30)
         logins = os.path.join(self.runDir, "users.json.demo-logins.txt")
         passwords = dict(l.split() for l in open(logins) if l.strip() and not l.startswith("#"))
-        ana = Client("srv-a", "ana", passwords["ana"])
-        luis = Client("srv-c", "luis", passwords["luis"])
+        ca = os.path.join(self.runDir, "certs", "ca.pem")
+        ana = Client("srv-a", "ana", passwords["ana"], ca)
+        luis = Client("srv-c", "luis", passwords["luis"], ca)
         self.addCleanup(ana.close)
         self.addCleanup(luis.close)
         both = [("srv-a", "ana"), ("srv-c", "luis")]

@@ -468,7 +468,7 @@ class FramingTests(LinkTestMixin, unittest.TestCase):
         """
         self.node = makeNode("srv-b", self.clock, maxMessageLength=300)
         proto, transport = self.established()
-        big = connected("srv-a", "big", usuario="u" * 400)
+        big = connected("srv-a", "big", usuario="u" * 250)
         bigSync = sync("srv-a", *[f"session-{i}" for i in range(10)])
         self.assertGreater(len(bigSync), 300)
         proto.dataReceived(big + connected("srv-a", "small"))
