@@ -7,6 +7,7 @@ return with C{make cluster-node NODE=srv-c}.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -91,17 +93,43 @@ class Client:
         self.sock.close()
 
 
+def holdClusterPorts(test: unittest.TestCase):
+    """
+    Wait for the machine-wide lock on the local cluster's fixed ports, so
+    that two tests running it (C{trial --jobs}) take turns; the lock is
+    released when C{test}'s cleanups close it (after its tearDown stopped
+    the nodes).
+
+    @return: a Deferred firing once the lock is held (a blocking C{flock}
+        in a thread, bounded by the test's timeout).
+    """
+    path = os.path.join(tempfile.gettempdir(), "clustersync-devcluster-ports.lock")
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    test.addCleanup(os.close, fd)
+    return threads.deferToThread(fcntl.flock, fd, fcntl.LOCK_EX)
+
+
 class MakeClusterTests(unittest.TestCase):
     """The issue's "done when", run against C{python -m clustersync.cli.devcluster}."""
 
     timeout = 150
 
     def setUp(self):
-        """Skip when a fixed port is taken (say, a developer's own cluster)."""
-        if not portsFree():
-            raise unittest.SkipTest("a port of the local cluster (71xx-73xx) is in use")
-        self.runDir = os.path.abspath(self.mktemp())
+        """
+        Take turns with the other tests of the fixed ports; skip when a
+        port is taken by something else (say, a developer's own cluster).
+        """
         self.procs = []
+        return holdClusterPorts(self).addCallback(lambda _: threads.deferToThread(self.checkPorts))
+
+    def checkPorts(self) -> None:
+        """Skip unless every fixed port is free; make the run directory."""
+        try:
+            # The previous holder's processes may take a moment to exit.
+            until(lambda: portsFree(), "the fixed ports to be free", 20)
+        except AssertionError:
+            raise unittest.SkipTest("a port of the local cluster (71xx-73xx) is in use") from None
+        self.runDir = os.path.abspath(self.mktemp())
 
     def tearDown(self):
         """Stop every launcher (each stops its nodes)."""

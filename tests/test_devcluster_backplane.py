@@ -17,7 +17,7 @@ from clustersync.backplane.natsprocess import findNatsServer
 from clustersync.cli.devcluster import NATS_PORT, NODES
 
 from tests import test_devcluster as mesh
-from tests.test_devcluster import Client, getJSON, portsFree, sessions, until
+from tests.test_devcluster import Client, getJSON, holdClusterPorts, portsFree, sessions, until
 
 
 def natsPortFree() -> bool:
@@ -57,13 +57,23 @@ class BackplaneClusterTests(unittest.TestCase):
     tearDown = mesh.MakeClusterTests.tearDown
 
     def setUp(self):
-        """Skip without nats-server (unless CI) or when a fixed port is taken."""
+        """
+        Skip without nats-server (unless CI); take turns with the other
+        tests of the fixed ports, then skip if one is taken anyway.
+        """
         if findNatsServer() is None and os.environ.get("CI") != "true":
             raise unittest.SkipTest("nats-server is not installed (apt-get install nats-server)")
-        if not portsFree() or not natsPortFree():
-            raise unittest.SkipTest("a port of the local cluster (71xx-73xx, 7400) is in use")
-        self.runDir = os.path.abspath(self.mktemp())
         self.procs = []
+        return holdClusterPorts(self).addCallback(lambda _: threads.deferToThread(self.checkPorts))
+
+    def checkPorts(self) -> None:
+        """Skip unless every fixed port is free; make the run directory."""
+        try:
+            # The previous holder's processes may take a moment to exit.
+            until(lambda: portsFree() and natsPortFree(), "the fixed ports to be free", 20)
+        except AssertionError:
+            raise unittest.SkipTest("a port of the local cluster (71xx-73xx, 7400) is in use") from None
+        self.runDir = os.path.abspath(self.mktemp())
 
     def scenarioBackplane(self) -> None:
         """The whole scenario, in a thread (blocking sockets, bounded waits)."""
