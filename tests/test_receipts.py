@@ -22,12 +22,11 @@ from zope.interface import directlyProvides
 from clustersync.wire.codec import EXTENSION_TYPES, MESSAGE_TYPES, XReceived, decode
 from clustersync.app.config import ConfigError, loadConfig
 from clustersync.errors import PeerUnavailable
-from clustersync.links.protocol import (
-    INBOUND, OUTBOUND, LinkState, PeerClientFactory, PeerProtocol, PeerServerFactory,
-)
+from clustersync.links.factories import PeerClientFactory, PeerServerFactory
+from clustersync.links.protocol import INBOUND, OUTBOUND, LinkState, PeerProtocol
 
 from tests.support import ClockGroup
-from tests.test_link import RecordingListener, hello, line, lost, makeNode, parseLines, sync
+from tests.linksupport import RecordingListener, hello, line, lost, makeNode, parseLines, sync
 
 
 def receipt(origin: str, lines) -> bytes:

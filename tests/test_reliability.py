@@ -19,10 +19,11 @@ from twisted.trial import unittest
 from clustersync.wire.codec import SessionInfo
 from clustersync.app.config import ConfigError, loadConfig
 from clustersync.errors import PeerUnavailable
-from clustersync.links.protocol import INBOUND, OUTBOUND, LinkState, keepaliveSettings, tuneSocket
+from clustersync.links.protocol import INBOUND, OUTBOUND, LinkState
+from clustersync.links.sockets import keepaliveSettings, tuneSocket
 from clustersync.state.cluster import ClusterState
 
-from tests.test_link import (
+from tests.linksupport import (
     LinkTestMixin,
     RecordingListener,
     connected,
@@ -607,7 +608,7 @@ class ConfirmedSendTests(unittest.TestCase):
         L{unacknowledgedBytes} reads the kernel's send queue of a TCP
         socket (0 for a fresh one), and C{None} for something else.
         """
-        from clustersync.links.protocol import unacknowledgedBytes
+        from clustersync.links.sockets import unacknowledgedBytes
 
         sock = socket.socket()
         self.addCleanup(sock.close)

@@ -11,7 +11,7 @@ from twisted.logger import Logger
 
 from clustersync.app.config import NodeConfig
 from clustersync.app.gctuning import GCThresholdsService
-from clustersync.links.protocol import PeerClientFactory, PeerServerFactory
+from clustersync.links.factories import PeerClientFactory, PeerServerFactory
 from clustersync.cluster.node import ClusterNode
 from clustersync.app.pluginload import loadExtensions, loadHandlers
 from clustersync.links.tls import peerServerEndpoint
