@@ -193,6 +193,16 @@ class LayerTests(unittest.TestCase):
                 offenders += [(module, n) for n in names if n.split(".")[0] == "twisted"]
         self.assertEqual(offenders, [])
 
+    def test_modulesAreSmall(self) -> None:
+        """
+        No module is longer than L{MAX_LINES} lines.
+        """
+        big = sorted(
+            (m, n) for m, p in self.modules.items()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES
+        )
+        self.assertEqual(big, [])
+
 
 class CompatibilityTests(unittest.TestCase):
     """
