@@ -418,3 +418,41 @@ class DocumentedExampleTests(unittest.SynchronousTestCase):
         docs = os.path.join(os.path.dirname(os.path.dirname(path)), "configuration.md")
         with open(path, encoding="utf-8") as f, open(docs, encoding="utf-8") as d:
             self.assertIn(f.read().strip(), d.read())
+
+
+class PeerKindAndLivenessSettingsTests(unittest.SynchronousTestCase):
+    """The settings of peer kinds, liveness and the pre-HELLO bounds."""
+
+    def test_defaults(self):
+        """The documented defaults."""
+        c = loadConfig()
+        self.assertEqual(
+            (c.extensions, c.clustersyncPeers, c.legacyHeartbeatLimit, c.digestInterval,
+             c.maxHelloLength, c.maxHandshakeBuffers),
+            ("tls", [], 5000, 30.0, 4096, 1024 * 1024))
+
+    def test_keys(self):
+        """Each TOML key sets its value; 0 turns digests and the legacy heartbeat off."""
+        c = loadConfig(overrides={
+            "extensions": "ALL", "clustersync_peers": ["srv-a"], "legacy_heartbeat_limit": 0,
+            "digest_interval": 0, "max_hello_length": 1000, "max_handshake_buffers": 5000})
+        self.assertEqual(
+            (c.extensions, c.clustersyncPeers, c.legacyHeartbeatLimit, c.digestInterval,
+             c.maxHelloLength, c.maxHandshakeBuffers),
+            ("all", ["srv-a"], 0, 0.0, 1000, 5000))
+
+    def test_badValues(self):
+        """Bad values name their key."""
+        for key, value in (("extensions", "some"), ("legacy_heartbeat_limit", -1),
+                           ("max_hello_length", 0), ("clustersync_peers", [1]),
+                           ("digest_interval", "soon")):
+            e = self.assertRaises(ConfigError, loadConfig, None, {key: value})
+            self.assertEqual(e.key, key)
+
+    def test_options(self):
+        """C{--extensions} and the repeatable C{--clustersync-peer}."""
+        options = Options()
+        options.parseOptions(["--extensions", "none", "--clustersync-peer", "srv-a",
+                              "--clustersync-peer", "srv-c"])
+        self.assertEqual((options.config.extensions, options.config.clustersyncPeers),
+                         ("none", ["srv-a", "srv-c"]))

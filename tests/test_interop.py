@@ -509,6 +509,32 @@ class InteropTests(unittest.TestCase):
 
 
     @inlineCallbacks
+    def test_noExtensionMessageEver(self):
+        """
+        An existing server never receives an extension message: with a
+        0.6 s dead-peer bound and a 0.1 s digest interval the node's
+        liveness check runs many times on the idle link, X_PING and X_DIGEST
+        would be due, yet what the legacy peer reads is the spec's
+        SYNC_STATE heartbeat only (each line strictly parsed), and the
+        link is an existing server's on the node's side.
+        """
+        yield self.startNode(deadPeerTimeout=0.6, digestInterval=0.1)
+        yield self.legacyDialsIn()
+        link = self.node.linkFor("srv-legacy")
+        self.assertEqual((link.kind, link.receipts), ("existing", False))
+        legacy = self.legacy
+
+        def readHeartbeats():
+            """Read four idle SYNC_STATE re-sends (in a thread)."""
+            return [legacy.read()["type"] for _ in range(4)]
+
+        types = yield deferToThread(readHeartbeats)
+        self.assertEqual(types, ["SYNC_STATE"] * 4)
+        self.assertEqual([line for line in legacy.rawLines if b'"X_' in line], [])
+        self.assertEqual(self.node.metrics.liveness["digest_sent"], 0)
+        self.assertEqual(link.pingsSent, 0)
+
+    @inlineCallbacks
     def test_legacyKeepsNewerLink(self):
         """
         An existing server keeps the newer of two links and closes the older

@@ -118,10 +118,18 @@ class PolicyTests(_Links, unittest.TestCase):
                          ["HELLO", "SYNC_STATE"])
 
     def test_tlsLinkUnderTlsPolicy(self) -> None:
-        """Under C{tls} a TLS link (a clustersync node) has receipts."""
+        """
+        Under C{tls} a TLS link (a clustersync node) has receipts, from its
+        HELLO exchange on (the peer kind is decided then).
+        """
         self.makeNode("tls")
         proto, _ = self.connect(tls=True)
+        self.assertFalse(proto.receipts)
+        # The certificate check is L{LinkSecurity}'s (tests/test_tls.py).
+        self.node.checkIdentity = lambda link, hello: None
+        proto.dataReceived(hello("srv-a"))
         self.assertTrue(proto.receipts)
+        self.assertEqual(proto.kind, "clustersync")
 
     def test_none(self) -> None:
         """Under C{none} no link has receipts, TLS or not."""

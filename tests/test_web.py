@@ -111,7 +111,8 @@ class WebServiceTests(unittest.TestCase):
     @inlineCallbacks
     def test_peersUpThenDown(self):
         """
-        /api/peers lists B as up (inbound, no TLS) while linked, and still
+        /api/peers lists B as up (inbound, no TLS, a clustersync node: the
+        tests' nodes set receipts = "all") while linked, and still
         lists it, as down with the reason and a later since, once B stops.
         """
         yield self.startB()
@@ -120,8 +121,8 @@ class WebServiceTests(unittest.TestCase):
         self.assertEqual(doc["serverId"], "srv-a")
         [peer] = doc["peers"]
         self.assertEqual((peer["serverId"], peer["state"], peer["direction"], peer["tls"],
-                          peer["outboundBuffered"]),
-                         ("srv-b", "up", "inbound", False, 0))
+                          peer["outboundBuffered"], peer["kind"]),
+                         ("srv-b", "up", "inbound", False, 0, "clustersync"))
         upSince = peer["since"]
         yield self.serviceB.stopService()
         yield self.cond.waitUntil(lambda: self.a.linkFor("srv-b") is None, what="B gone")
@@ -332,7 +333,7 @@ class WebServiceTests(unittest.TestCase):
         self.assertEqual(doc["serverId"], "srv-a")
         self.assertEqual(doc["web"], self.base[len("http://"):])
         self.assertEqual(set(doc), {"serverId", "time", "started", "web", "peers", "sessions",
-                                    "channels", "events", "health"})
+                                    "channels", "events", "health", "liveness"})
         code, _, _ = yield get(self.base + "/nope")
         self.assertEqual(code, 404)
 

@@ -56,6 +56,11 @@ class NodeConfig:
     eagerHello: bool = False
     maxSyncLength: int = 256 * 1024 * 1024
     maxMessageLength: int = 1024 * 1024
+    #: Longest line a peer may send before the HELLO exchange is done.
+    maxHelloLength: int = 4096
+    #: Bytes the partial lines of all links still in their handshake may
+    #: hold together (see L{clustersync.links.budget}).
+    maxHandshakeBuffers: int = 1024 * 1024
     maxSessionsPerServer: int | None = 1_000_000
     maxChannelsPerSession: int | None = 10_000
     reconnectMaxDelay: float = 30.0
@@ -75,6 +80,21 @@ class NodeConfig:
     #: which are clustersync nodes), C{"all"} (every peer: an
     #: all-clustersync cluster) or C{"none"}.
     receipts: str = "tls"
+    #: Which peers are known to be clustersync nodes, and so get extension
+    #: messages (X_PING, X_DIGEST, receipts): C{"tls"} (peers on TLS links;
+    #: existing servers have no TLS), C{"all"} or C{"none"}; plus the
+    #: serverIds of L{clustersyncPeers}.
+    extensions: str = "tls"
+    #: serverIds known to be clustersync nodes whatever their link (plain
+    #: TCP peers of an all-clustersync cluster, say).
+    clustersyncPeers: list[str] = attrs.field(factory=list)
+    #: The idle SYNC_STATE heartbeat to existing servers is sent only while
+    #: this node has at most this many local sessions; above it they are
+    #: watched by TCP keepalive and TCP_USER_TIMEOUT alone.
+    legacyHeartbeatLimit: int = 5000
+    #: Seconds between session digests exchanged with clustersync peers
+    #: (anti-entropy); 0 turns them off.
+    digestInterval: float = 30.0
     #: Longest chat-client request line (bytes); longer closes the client.
     clientMaxLine: int = 65536
     #: Chat-client requests per second (sustained) and burst before a
@@ -246,7 +266,13 @@ def _nonNegative(key, v):
     return _positive(float)(key, v)
 
 
-#: Values of C{receipts}.
+def _nonNegativeInt(key, v):
+    if v == 0 or v == "0":
+        return 0
+    return _positive(int)(key, v)
+
+
+#: Values of C{receipts} and C{extensions}.
 RECEIPTS = ("tls", "all", "none")
 
 
@@ -316,6 +342,8 @@ _KEYS = {
     "eager_hello": ("eagerHello", _bool),
     "max_sync_length": ("maxSyncLength", _positive(int)),
     "max_message_length": ("maxMessageLength", _positive(int)),
+    "max_hello_length": ("maxHelloLength", _positive(int)),
+    "max_handshake_buffers": ("maxHandshakeBuffers", _positive(int)),
     "max_sessions_per_server": ("maxSessionsPerServer", _optPositiveInt),
     "max_channels_per_session": ("maxChannelsPerSession", _optPositiveInt),
     "reconnect_max_delay": ("reconnectMaxDelay", _positive(float)),
@@ -325,6 +353,10 @@ _KEYS = {
     "max_outbound_buffer": ("maxOutboundBuffer", _positive(int)),
     "confirm_sends": ("confirmSends", _bool),
     "receipts": ("receipts", _receipts),
+    "extensions": ("extensions", _receipts),
+    "clustersync_peers": ("clustersyncPeers", _strList),
+    "legacy_heartbeat_limit": ("legacyHeartbeatLimit", _nonNegativeInt),
+    "digest_interval": ("digestInterval", _nonNegative),
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),

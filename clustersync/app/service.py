@@ -187,6 +187,12 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
         plain.setServiceParent(top)
     for warning in node.security.startupWarnings(config):
         _log.warn("{banner} {text} {banner}", banner="*" * 8, text=warning)
+    _log.info(
+        "liveness: X_PING to clustersync peers (extensions = {extensions!r}); the SYNC_STATE "
+        "heartbeat to existing servers only while this node has at most {limit} local "
+        "sessions, above that TCP keepalive and TCP_USER_TIMEOUT ({bound:g}s) alone",
+        extensions=config.extensions, limit=config.legacyHeartbeatLimit,
+        bound=config.deadPeerTimeout)
     PeerDialService(
         reactor, node, list(config.peers) + node.security.plainDialAddresses()
     ).setServiceParent(top)

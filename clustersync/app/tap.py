@@ -36,6 +36,7 @@ class Options(usage.Options):
         ["tls-key", None, None, "This node's private key (PEM)."],
         ["plain-listen", None, None, "Extra plain-TCP peer port for the plain peers ('none' disables)."],
         ["receipts", None, None, "Application receipts with peers: tls (default), all or none (see docs/reliability.md)."],
+        ["extensions", None, None, "Peers known to be clustersync nodes: tls (default), all or none (see docs/protocol.md)."],
         ["web-token-file", None, None, "File whose first line is the bearer token the web port requires."],
         ["web-client-ca", None, None, "Cluster CA (PEM): the web port speaks TLS and requires a client certificate signed by it."],
         ["max-sessions-per-user", None, None, "Most sessions one user may have to log in here (default 16; 0: no limit)."],
@@ -59,6 +60,14 @@ class Options(usage.Options):
         self["plain-peer"] = []
         self["web-host"] = []
         self["backplane"] = []
+        self["clustersync-peer"] = []
+
+    def opt_clustersync_peer(self, serverId: str) -> None:
+        """
+        The serverId of a peer known to be a clustersync node even on a
+        plain TCP link (repeatable; see docs/protocol.md).
+        """
+        self["clustersync-peer"].append(serverId)
 
     def opt_web_host(self, name: str) -> None:
         """A Host header name the web port answers (repeatable; see docs/security.md)."""
@@ -109,6 +118,8 @@ class Options(usage.Options):
             "plain_listen": none(self["plain-listen"]),
             "plain_peers": self["plain-peer"] or None,
             "receipts": self["receipts"],
+            "extensions": self["extensions"],
+            "clustersync_peers": self["clustersync-peer"] or None,
             "web_token_file": self["web-token-file"],
             "web_client_ca": self["web-client-ca"],
             "web_insecure": True if self["web-insecure"] else None,
@@ -128,7 +139,8 @@ class Options(usage.Options):
             # Name the option too when the bad value came from the command line.
             if overrides.get(e.key) is not None:
                 option = {"peers": "peer", "plugin_dirs": "plugin-dir",
-                          "web_hosts": "web-host"}.get(
+                          "web_hosts": "web-host",
+                          "clustersync_peers": "clustersync-peer"}.get(
                     e.key, e.key.replace("_", "-"))
                 raise usage.UsageError(f"--{option}: {e}") from None
             raise usage.UsageError(str(e)) from None

@@ -17,8 +17,13 @@ class Listeners:
 
     _log = Logger()
 
-    def __init__(self) -> None:
+    def __init__(self, digests=None) -> None:
+        """
+        @param digests: the node's L{clustersync.state.digest.Digests}, fed
+            every change before the listeners hear of it (or C{None}).
+        """
         self._listeners: list = []
+        self.digests = digests
 
     def add(self, listener) -> None:
         """Register an L{IClusterListener}."""
@@ -39,7 +44,12 @@ class Listeners:
                                   listener=listener, method=method)
 
     def notifyChanges(self, changes: list[Change]) -> None:
-        """Tell every listener about each of the state's C{changes}, in order."""
+        """
+        Tell every listener about each of the state's C{changes}, in order
+        (and the node's digests first).
+        """
+        if self.digests is not None:
+            self.digests.update(changes)
         if not self._listeners:
             return
         for change in changes:

@@ -35,6 +35,11 @@ class Metrics:
     @ivar handlerErrors: handler name -> exceptions raised by it.
     @ivar undeliverable: wire type -> forwarded messages that found no
         local session.
+    @ivar liveness: event -> how often: C{own_stall} (a peer's silence
+        turned out to be this node's own stall, and the peer was not
+        cut), C{no_pong} (a peer taken for clustersync answered no X_PING),
+        C{digest_mismatch} (a peer's digest of this node's sessions
+        differed: a SYNC_STATE repaired it), C{digest_sent}.
     """
 
     def __init__(self) -> None:
@@ -44,6 +49,7 @@ class Metrics:
         self.linksClosed: Counter[str] = Counter()
         self.handlerErrors: Counter[str] = Counter()
         self.undeliverable: Counter[str] = Counter()
+        self.liveness: Counter[str] = Counter()
         self.syncApplied = 0
         self.syncSessions = 0
         self.syncSeconds = 0.0
@@ -89,6 +95,7 @@ class Metrics:
             "linksClosed": dict(self.linksClosed),
             "handlerErrors": dict(self.handlerErrors),
             "undeliverable": dict(self.undeliverable),
+            "liveness": dict(self.liveness),
             "syncApplied": self.syncApplied,
             "syncSessions": self.syncSessions,
             "syncSeconds": self.syncSeconds,

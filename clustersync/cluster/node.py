@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from clustersync.cluster.antientropy import AntiEntropy
 from clustersync.cluster.delivery import LocalDelivery
 from clustersync.cluster.dispatch import Dispatcher
 from clustersync.cluster.listeners import Listeners
@@ -30,6 +31,7 @@ from clustersync.cluster.registry import LinkRegistry
 from clustersync.cluster.sending import Sending
 from clustersync.cluster.values import Delivery, PeerInfo, peerInfo
 from clustersync.interfaces import ICluster
+from clustersync.links.budget import HandshakeBuffers
 from clustersync.links.security import LinkSecurity
 from clustersync.state.cluster import ClusterState, StateLimitError
 from clustersync.wire.codec import SessionInfo
@@ -89,11 +91,18 @@ class ClusterNode:
         self.metrics = Metrics()
         self.security = LinkSecurity.fromConfig(config)
         self.links = LinkRegistry()
+        #: What links still in their handshake hold, bounded node-wide.
+        self.handshakeBuffers = HandshakeBuffers(config.maxHandshakeBuffers)
         self.listeners = Listeners()
         self.localDelivery = LocalDelivery(self.metrics, self.state.localUserSessions, delivery)
         self.sending = Sending(config, self.state, self.metrics, self.links.active,
                                self.localDelivery)
         self.localSessions = LocalSessions(self.serverId, self.state, self.sending, self.listeners)
+        self.antiEntropy = AntiEntropy(self.serverId, clock, config, self.metrics,
+                                       self.sending.sendSync)
+        self.listeners.digests = self.antiEntropy.digests
+        #: C{(link, message)}: an X_DIGEST from a clustersync peer.
+        self.digestReceived = self.antiEntropy.digestReceived
         self.dispatcher = Dispatcher(self, self.metrics)
         self.handlers = self.dispatcher.handlers
         self.outboundFactories: list = []
@@ -252,6 +261,8 @@ class ClusterNode:
             return
         peer = link.serverId
         self.sending.routes.forgetPeer(peer)
+        self.antiEntropy.linkLost(link)
+        self.antiEntropy.digests.drop(peer)
         changes = self.state.dropServer(peer)
         self._log.info(
             "link to {peer} lost ({reason}); dropped {count} sessions",
@@ -282,6 +293,10 @@ class ClusterNode:
         C{config.maxOutboundBuffer}.
         """
         return self.links.outboundBuffers()
+
+    def localSessionCount(self) -> int:
+        """How many sessions this node has (its clients), without walking them."""
+        return self.state.countSessions(self.serverId)
 
     def resync(self, link) -> None:
         """

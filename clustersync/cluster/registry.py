@@ -154,11 +154,11 @@ class LinkRegistry:
 
 def _suspect(link, now: float, bound: float) -> bool:
     """
-    Whether C{link}'s peer is known to heartbeat (it re-sent SYNC_STATE)
-    and has sent nothing for 2/3 of the dead-peer bound (a live one sends
+    Whether C{link}'s peer is known to heartbeat (it answered an X_PING, or
+    re-sent SYNC_STATE) and has sent nothing for 2/3 of the dead-peer bound (a live one sends
     something at least every half of it; the link would be cut at 5/6).
     """
     return (
-        getattr(link, "syncsReceived", 0) >= 2
+        (getattr(link, "pongsReceived", 0) or getattr(link, "syncsReceived", 0) >= 2)
         and now - getattr(link, "lastReceived", now) >= bound * 2 / 3
     )

@@ -86,6 +86,8 @@ class Sending:
         n = 0
         for link in self._links.values():
             if not getattr(link, "virtual", False) and link.sendLine(line):
+                # The anti-entropy digest compares only once the peer read this.
+                link.stateLine = getattr(link, "linesWritten", 0)
                 n += 1
         if self.backplane is not None:
             n += self.backplane.publishState(line)
@@ -95,6 +97,7 @@ class Sending:
         """Write this node's SYNC_STATE (its own sessions) to C{link}."""
         line = encodeSync(self.serverId, self._state.sessionsOf(self.serverId))
         if link.sendLine(line):
+            link.stateLine = getattr(link, "linesWritten", 0)
             self._metrics.countOut("SYNC_STATE")
 
     # ICluster sends -------------------------------------------------------

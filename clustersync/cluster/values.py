@@ -40,6 +40,9 @@ class PeerInfo:
     @ivar tls: whether the link is TLS.
     @ivar outboundBuffered: bytes queued for the peer beyond what its
         transport took (0 when it keeps up), when the snapshot was taken.
+    @ivar kind: C{"clustersync"} (a clustersync node: it gets extension
+        messages) or C{"existing"} (an existing server, or a peer not known
+        to be clustersync: the spec's messages only); see C{docs/protocol.md}.
     """
 
     serverId: str
@@ -48,12 +51,13 @@ class PeerInfo:
     since: float
     tls: bool
     outboundBuffered: int = 0
+    kind: str = "existing"
 
 
 def peerInfo(link) -> PeerInfo:
     """The L{PeerInfo} of C{link}, now."""
     return PeerInfo(link.serverId, link.direction, link.peerAddress, link.since or 0.0, link.tls,
-                    getattr(link, "outboundBuffered", 0))
+                    getattr(link, "outboundBuffered", 0), getattr(link, "kind", "existing"))
 
 
 def unconfirmedOne(context) -> PeerUnavailable:

@@ -15,6 +15,7 @@ import enum
 
 from twisted.logger import Logger
 
+from clustersync.links.kinds import CLUSTERSYNC, peerKind
 from clustersync.wire.codec import Hello, encode
 
 __all__ = ["LinkState", "INBOUND", "OUTBOUND", "HandshakeMixin"]
@@ -113,10 +114,17 @@ class HandshakeMixin:
             self.close(f"identity refused: {refusal[1]}", refusal[0], abort=True)
             return
         self.serverId = serverId
+        config = self.node.config
+        self.clustersync = peerKind(config, serverId, self.tls) == CLUSTERSYNC
+        self.receipts = self.clustersync and config.receipts != "none"
         if self.state is LinkState.CONNECTING:
             self._sendHello()
         self._stopHandshakeTimer()
         self.state = LinkState.ESTABLISHED
+        # Established: a SYNC_STATE may come, and nothing is held against
+        # the node-wide handshake bound any more.
+        self.maxLineLength = self.node.config.maxSyncLength
+        self.node.handshakeBuffers.release(self)
         self.since = self.node.clock.seconds()
         self._liveness.start()
         self.node.linkEstablished(self)

@@ -12,7 +12,10 @@ live next to it:
     I{slow peer} bound on bytes the peer does not read;
   - L{clustersync.links.receipts}: when sent lines count as received
     (X_RECEIVED receipts, TCP acknowledgements);
-  - L{clustersync.links.liveness}: the idle re-sync and the I{dead peer} cut;
+  - L{clustersync.links.liveness}: pings, the idle re-sync and the I{dead peer} cut;
+  - L{clustersync.links.extensions}: the extension messages of a link to a
+    clustersync node (L{clustersync.links.kinds});
+  - L{clustersync.links.budget}: the node-wide bound on handshake buffers;
   - L{clustersync.links.flood}: the per-link flood guard;
   - L{clustersync.links.sockets}: TCP options and what the socket can tell;
   - L{clustersync.links.factories}: the listening and dialing factories.
@@ -25,13 +28,21 @@ from twisted.protocols.basic import LineOnlyReceiver
 from zope.interface import implementer
 
 from clustersync.interfaces import IPeerLink
+from clustersync.links.extensions import LINK_MESSAGES, ExtensionsMixin
 from clustersync.links.flood import FloodGuard
 from clustersync.links.handshake import INBOUND, OUTBOUND, HandshakeMixin, LinkState
 from clustersync.links.liveness import Liveness
 from clustersync.links.outbound import FLUSH_BYTES, OutboundBuffer
 from clustersync.links.receipts import ReceiptsMixin
 from clustersync.links.sockets import countingSocket, isTLS, isTLSError, setNoDelay, tuneSocket
-from clustersync.wire.codec import Hello, ProtocolError, SyncState, XReceived, decode, decodeLines
+from clustersync.wire.codec import (
+    Hello,
+    ProtocolError,
+    SyncState,
+    XReceived,
+    decode,
+    decodeLines,
+)
 
 __all__ = ["LinkState", "INBOUND", "OUTBOUND", "PeerProtocol"]
 
@@ -40,8 +51,9 @@ _ESTABLISHED = LinkState.ESTABLISHED
 _CLOSED = LinkState.CLOSED
 
 
+
 @implementer(IPeerLink)
-class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
+class PeerProtocol(HandshakeMixin, ReceiptsMixin, ExtensionsMixin, LineOnlyReceiver):
     """
     One peer link.
 
@@ -57,6 +69,9 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
     @ivar syncsReceived: SYNC_STATE messages received on this link; from the
         second one on the peer is known to re-sync when idle, and silence
         longer than C{dead_peer_timeout} cuts the link.
+    @ivar clustersync: whether the peer is known to be a clustersync node,
+        decided when its HELLO arrives (L{clustersync.links.liveness.peerKind}):
+        only then does this link carry extension messages (L{sendExtension}).
     """
 
     delimiter = b"\n"
@@ -75,15 +90,21 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
         self._closeReason: str | None = None
         self.peerAddress = ""
         self.tls = False
-        self.maxLineLength = node.config.maxSyncLength
+        # A few KB until the HELLO exchange is done, then max_sync_length
+        # (L{HandshakeMixin.helloReceived} switches it).
+        self.maxLineLength = node.config.maxHelloLength
         self.maxMessageLength = node.config.maxMessageLength
         # A read no longer than this holds no line too long for either bound.
-        self._batchLimit = min(self.maxLineLength, self.maxMessageLength)
+        self._batchLimit = min(node.config.maxSyncLength, self.maxMessageLength)
         rate = node.config.peerRate
         self._flood = FloodGuard(rate, node.config.peerBurst, node.clock) if rate else None
         self.lastReceived = 0.0
         self.lastSent = 0.0
         self.syncsReceived = 0
+        self.clustersync = False
+        #: L{linesWritten} when this node's last session line (SYNC_STATE,
+        #: CLIENT_CONNECTED, ...) was written (L{clustersync.cluster.antientropy}).
+        self.stateLine = 0
         self.bytesWritten = 0
         self.linesWritten = 0
         self.linesReceived = 0
@@ -122,8 +143,6 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
         peer = transport.getPeer()
         self.peerAddress = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
         self.tls = isTLS(transport)
-        policy = getattr(self.node.config, "receipts", "tls")
-        self.receipts = policy == "all" or (policy == "tls" and self.tls)
         self._startHandshake()
         self.node.linkOpened(self)
         refusal = self.node.checkConnection(self)
@@ -135,6 +154,7 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
     def connectionLost(self, reason) -> None:
         """Tell the node; the link is now L{LinkState.CLOSED}."""
         self._stopHandshakeTimer()
+        self.node.handshakeBuffers.release(self)
         self._liveness.stop()
         self._outbound.close()
         self._stopAcknowledgements(reason)
@@ -256,8 +276,7 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
         if b"\n" not in data:
             self._pending.append(data)
             self._pendingLength += len(data)
-            if self._pendingLength > self.maxLineLength:
-                self._lineTooLong(self._pendingLength)
+            self._checkPending()
             return
         if self._pending:
             self._pending.append(data)
@@ -268,7 +287,9 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
         self._pendingLength = len(tail)
         if tail:
             self._pending.append(tail)
-            if self._pendingLength > self.maxLineLength:
+            # Before HELLO the tail is bounded once the lines before it ran
+            # (a HELLO among them raises the bound for a SYNC_STATE behind it).
+            if self._pendingLength > self.node.config.maxSyncLength:
                 self._lineTooLong(self._pendingLength)
                 return
         if self._flood is not None and not self._flood.admit(len(lines)):
@@ -281,6 +302,8 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
             messages = decodeLines(lines)
         if messages is None:
             self._receiveLines(lines)
+            if self.state is not _ESTABLISHED and self._closeReason is None:
+                self._checkPending()
         else:
             self._receiveMessages(messages, lines)
         # One receipt per read, once HELLO is done, if something new was read.
@@ -330,6 +353,10 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
                 self.linesReceived -= 1
                 self._receiptReceived(message)
                 continue
+            if cls in LINK_MESSAGES:
+                self.linesReceived -= 1
+                self.extensionReceived(message)
+                continue
             if cls is SyncState:
                 self.syncsReceived += 1
             dispatch(self, message)
@@ -344,11 +371,35 @@ class PeerProtocol(HandshakeMixin, ReceiptsMixin, LineOnlyReceiver):
             abort=True,
         )
 
+    def _checkPending(self) -> None:
+        """
+        The partial line is now C{_pendingLength} bytes: close the link if
+        that is over the line bound, or, before the HELLO exchange is done,
+        if it takes the node-wide bound on handshake buffers over.
+        """
+        if self._pendingLength > self.maxLineLength:
+            self._lineTooLong(self._pendingLength)
+        elif self.state is not _ESTABLISHED and not self.node.handshakeBuffers.hold(
+            self, self._pendingLength
+        ):
+            buffers = self.node.handshakeBuffers
+            self._pending = []
+            self._pendingLength = 0
+            self.node.metrics.rejected("handshake_buffers")
+            self.close(
+                f"links in their handshake hold {buffers.total} bytes, bound "
+                f"{buffers.bound} (max_handshake_buffers)",
+                None,
+                abort=True,
+            )
+
     def _lineTooLong(self, length: int) -> None:
         self._pending = []
         self._pendingLength = 0
+        self.node.handshakeBuffers.release(self)
         self.node.metrics.rejected("oversize_line")
-        self.close(f"line of {length} bytes exceeds {self.maxLineLength}", None, abort=True)
+        before = "" if self.state is _ESTABLISHED else " before HELLO"
+        self.close(f"line of {length} bytes exceeds {self.maxLineLength}{before}", None, abort=True)
 
     def lineReceived(self, line: bytes) -> None:
         """Decode one line and hand it to the node, or reject it."""

@@ -44,8 +44,9 @@ class ReceiptsMixin:
     C{None}) and C{_outbound}.
 
     @ivar receipts: whether this link uses application receipts
-        (X_RECEIVED), decided when the connection opens from the node's
-        C{receipts} policy.
+        (X_RECEIVED), decided when the peer's HELLO arrives: on a link to a
+        clustersync node (L{clustersync.links.kinds.peerKind}) unless the
+        node's C{receipts} policy is C{"none"}.
     @ivar peerReceived: the lines the peer's last X_RECEIVED acknowledged.
     """
 

@@ -170,6 +170,7 @@ def statusDocument(web, sessions) -> dict:
         "channels": channelsDocument(web, sessions, PAGE_MEMBERS, PAGE_CHANNELS),
         "events": web.tracker.recentEvents(PAGE_EVENTS),
         "health": healthDocument(web, sessions),
+        "liveness": dict(web.node.metrics.liveness),
     }
 
 

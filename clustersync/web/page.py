@@ -67,7 +67,7 @@ STATUS_PAGE = b"""<!DOCTYPE html>
     <h2>Cluster nodes <small id="nodes-summary"></small></h2>
     <table id="nodes">
       <thead><tr><th>Node</th><th>State</th><th>Since</th><th>Link</th><th>Address</th>
-        <th>TLS</th><th>Sessions</th><th>Last reason</th></tr></thead>
+        <th>TLS</th><th>Kind</th><th>Sessions</th><th>Last reason</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
@@ -127,7 +127,7 @@ function renderPeers(peers) {
     el("td", {"class": "state self"}, "this node"),
     el("td", {}, status ? since(status.started) : ""),
     el("td", {}, "\\u2014"), el("td", {}, el("code", {}, status && status.web ? status.web : "")),
-    el("td", {}, "\\u2014"),
+    el("td", {}, "\\u2014"), el("td", {}, "clustersync"),
     el("td", {}, status ? (perServer[status.serverId] || 0) : ""), el("td", {}, ""))];
   for (const p of peers) {
     rows.push(el("tr", {"data-peer": p.serverId, "data-state": p.state},
@@ -137,10 +137,11 @@ function renderPeers(peers) {
       el("td", {}, p.direction),
       el("td", {}, el("code", {}, p.address || "")),
       el("td", {}, p.tls ? "yes" : "no"),
+      el("td", {"class": "kind"}, p.kind === "clustersync" ? "clustersync" : "existing server"),
       el("td", {}, p.state === "up" ? (perServer[p.serverId] || 0) : "\\u2014"),
       el("td", {"class": "muted"}, p.reason || "")));
   }
-  fill($("nodes").tBodies[0], rows, 8, "");
+  fill($("nodes").tBodies[0], rows, 9, "");
   const up = peers.filter((p) => p.state === "up").length;
   $("nodes-summary").textContent = up + " of " + peers.length + " peers up";
 }
@@ -164,8 +165,11 @@ function renderEvents(events) {
 }
 
 function renderHealth() {
+  const l = status.liveness || {};
   $("health").textContent = status.health.status + " \\u00b7 up "
-    + ago(status.started).replace(" ago", "");
+    + ago(status.started).replace(" ago", "")
+    + " \\u00b7 digests " + (l.digest_sent || 0) + " sent, "
+    + (l.digest_mismatch || 0) + " differed, " + (l.digest_repaired || 0) + " repaired";
 }
 
 function render() {

@@ -65,6 +65,9 @@ class NodeCollector:
                       "handler", metrics.handlerErrors)
         yield counter("clustersync_undeliverable", "Forwarded messages that found no local session, by type.",
                       "type", metrics.undeliverable)
+        yield counter("clustersync_liveness_events",
+                      "Liveness and anti-entropy events (own_stall, no_pong, digest_sent, "
+                      "digest_mismatch), by event.", "event", metrics.liveness)
         yield CounterMetricFamily("clustersync_sync_applied", "SYNC_STATE messages applied.",
                                   value=metrics.syncApplied)
         yield GaugeMetricFamily("clustersync_sync_last_sessions",

@@ -38,6 +38,7 @@ def peerRecord(peer, state: str, since: float, reason: str | None = None) -> dic
         "direction": peer.direction,
         "address": peer.address,
         "tls": bool(peer.tls),
+        "kind": getattr(peer, "kind", "existing"),
         "reason": reason,
     }
 

@@ -40,6 +40,9 @@ from clustersync.wire.messages import (
     SessionInfo,
     SessionMessage,
     SyncState,
+    XDigest,
+    XPing,
+    XPong,
     XReceived,
 )
 
@@ -53,6 +56,8 @@ from clustersync.wire.messages import (  # noqa: F401
     HelloPayload,
     SessionMessagePayload,
     SyncStatePayload,
+    XDigestPayload,
+    XPingPayload,
     XReceivedPayload,
 )
 
@@ -70,6 +75,9 @@ __all__ = [
     "Broadcast",
     "MESSAGE_TYPES",
     "XReceived",
+    "XPing",
+    "XPong",
+    "XDigest",
     "EXTENSION_TYPES",
     "decode",
     "decodeLines",
@@ -151,7 +159,7 @@ class _TypeOnly(Struct):
     type: str
 
 
-_decoder = msgspec.json.Decoder(Union[(*Message.__args__, XReceived)])  # type: ignore[attr-defined]
+_decoder = msgspec.json.Decoder(Union[(*Message.__args__, *EXTENSION_TYPES.values())])  # type: ignore[attr-defined]
 _typeDecoder = msgspec.json.Decoder(_TypeOnly)
 _encoder = msgspec.json.Encoder()
 _encode = _encoder.encode

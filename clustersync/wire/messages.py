@@ -38,6 +38,11 @@ __all__ = [
     "MESSAGE_TYPES",
     "XReceivedPayload",
     "XReceived",
+    "XPingPayload",
+    "XPing",
+    "XPong",
+    "XDigestPayload",
+    "XDigest",
     "EXTENSION_TYPES",
 ]
 
@@ -272,5 +277,58 @@ class XReceived(Struct, tag_field="type", tag="X_RECEIVED", gc=False):
     payload: XReceivedPayload
 
 
+class XPingPayload(Struct, gc=False):
+    """Payload of X_PING and X_PONG: C{n}, a number the pong echoes."""
+
+    n: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class XPing(Struct, tag_field="type", tag="X_PING", gc=False):
+    """
+    X_PING (extension, link-level): the liveness probe between clustersync
+    nodes, sent on a link idle for a third of C{dead_peer_timeout}; the
+    peer answers with an L{XPong} at once.  Replaces the idle SYNC_STATE
+    re-send on those links.
+    """
+
+    origin: Ident
+    payload: XPingPayload
+
+
+class XPong(Struct, tag_field="type", tag="X_PONG", gc=False):
+    """X_PONG (extension, link-level): the answer to an L{XPing}, same C{n}."""
+
+    origin: Ident
+    payload: XPingPayload
+
+
+class XDigestPayload(Struct, gc=False):
+    """
+    Payload of X_DIGEST: what the sender holds of the receiver's own
+    sessions: C{sesiones}, how many, and C{hash}, the sum modulo 2**64 of
+    a 64-bit hash of each session and of each of its channel memberships
+    (L{clustersync.state.digest}).
+    """
+
+    sesiones: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+    hash: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+    lines: Annotated[int, Meta(ge=0, le=2**63 - 1)]
+
+
+class XDigest(Struct, tag_field="type", tag="X_DIGEST", gc=False):
+    """
+    X_DIGEST (extension, link-level): anti-entropy.  A receiver whose own
+    sessions digest differently answers with a fresh SYNC_STATE.
+    """
+
+    origin: Ident
+    payload: XDigestPayload
+
+
 #: wire type name -> class, for every extension message type.
-EXTENSION_TYPES: Final[dict[str, type]] = {"X_RECEIVED": XReceived}
+EXTENSION_TYPES: Final[dict[str, type]] = {
+    "X_RECEIVED": XReceived,
+    "X_PING": XPing,
+    "X_PONG": XPong,
+    "X_DIGEST": XDigest,
+}

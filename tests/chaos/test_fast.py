@@ -205,10 +205,12 @@ class DeadPeerTests(_ProxiedPair, unittest.TestCase):
         each other's sessions and tell listeners; after the heal they
         reconnect and converge.
         """
-        yield poll(lambda: self.a.linkFor("srv-b") is not None
-                   and self.a.linkFor("srv-b").syncsReceived >= 2
-                   and self.b.linkFor("srv-a") is not None
-                   and self.b.linkFor("srv-a").syncsReceived >= 2,
+        def keepsAlive(link):
+            # A clustersync peer answered a ping, or a peer re-sent its SYNC_STATE.
+            return link is not None and (link.pongsReceived or link.syncsReceived >= 2)
+
+        yield poll(lambda: keepsAlive(self.a.linkFor("srv-b"))
+                   and keepsAlive(self.b.linkFor("srv-a")),
                    timeout=5, what="heartbeats seen on both ends")
         watchA = SessionEvents({"srv-b"})
         self.a.addListener(watchA)

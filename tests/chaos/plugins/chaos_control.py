@@ -72,6 +72,7 @@ class _Control(LineOnlyReceiver):
                     "delivered": delivered,
                     "closed": dict(node.metrics.linksClosed),
                     "links": {peer: {"syncsReceived": link.syncsReceived,
+                                     "pongsReceived": getattr(link, "pongsReceived", 0),
                                      "silent": node.clock.seconds() - link.lastReceived}
                               for peer, link in node._links.items()},
                 })
