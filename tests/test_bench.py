@@ -262,3 +262,23 @@ class HarnessRunTests(unittest.TestCase):
             value, reference = (float(c.replace(",", "")) for c in cells[2:4])
             self.assertGreater(value, 0, line)
             self.assertGreater(reference, 0, line)
+
+
+class IdleLinkTests(unittest.TestCase):
+    """L{clustersync.bench.idle}: the idle cost of a link, in simulated time."""
+
+    def test_pingCostDoesNotGrowWithSessions(self):
+        """
+        Between clustersync nodes an idle link costs the same bytes per
+        second at 10 and at 2,000 local sessions, and far less than the
+        previous design's SYNC_STATE heartbeat, which grows with them.
+        """
+        from clustersync.bench.idle import idleBytesPerSecond
+
+        small = idleBytesPerSecond(10, extensions="all")
+        large = idleBytesPerSecond(2000, extensions="all")
+        previous = idleBytesPerSecond(2000, extensions="none", receipts="none",
+                                      legacyHeartbeatLimit=10**9)
+        self.assertAlmostEqual(small, large, delta=2)
+        self.assertLess(large, 100)
+        self.assertGreater(previous, 100 * large)

@@ -10,6 +10,7 @@ import time
 
 from clustersync.bench.comparesection import relayCompareSection
 from clustersync.bench.history import historyText
+from clustersync.bench.idle import idleSection
 from clustersync.bench.reftree import REFERENCE_COMMIT
 from clustersync.bench.relaysection import relaySection
 from clustersync.bench.report import machineInfo, renderMarkdown
@@ -30,6 +31,7 @@ PARTS = {
     "sync": "2. SYNC_STATE apply and encode",
     "memory": "3. memory per remote session",
     "codec": "4. codec choice: msgspec, orjson, stdlib json",
+    "idle": "5. idle link cost in bytes/s: X_PING against the SYNC_STATE heartbeat",
 }
 
 
@@ -42,6 +44,7 @@ def _steps(args):
         "sync": syncSection,
         "memory": memorySection,
         "codec": codecSection,
+        "idle": idleSection,
     }
 
 
