@@ -58,8 +58,7 @@ class NodeConfig:
     maxMessageLength: int = 1024 * 1024
     #: Longest line a peer may send before the HELLO exchange is done.
     maxHelloLength: int = 4096
-    #: Bytes the partial lines of all links still in their handshake may
-    #: hold together (see L{clustersync.links.budget}).
+    #: Bytes all links still in their handshake may buffer (L{clustersync.links.budget}).
     maxHandshakeBuffers: int = 1024 * 1024
     maxSessionsPerServer: int | None = 1_000_000
     maxChannelsPerSession: int | None = 10_000
@@ -95,6 +94,11 @@ class NodeConfig:
     #: Seconds between session digests exchanged with clustersync peers
     #: (anti-entropy); 0 turns them off.
     digestInterval: float = 30.0
+    #: Peers found by DNS (L{clustersync.app.discovery}): C{NAME:PORT} or
+    #: C{srv:NAME}, resolved every C{peersDnsInterval} s with C{dnsServers}.
+    peersDns: list[str] = attrs.field(factory=list)
+    peersDnsInterval: float = 10.0
+    dnsServers: list[str] = attrs.field(factory=list)
     #: Longest chat-client request line (bytes); longer closes the client.
     clientMaxLine: int = 65536
     #: Chat-client requests per second (sustained) and burst before a
@@ -212,6 +216,15 @@ def _strList(key, v):
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise ConfigError(key, f"expected a list of strings, got {v!r}")
     return list(v)
+
+
+def _dnsNames(key, v):
+    from clustersync.app.discovery import parseDnsName
+
+    try:
+        return [e for e in _strList(key, v) if parseDnsName(e)]
+    except ValueError as e:
+        raise ConfigError(key, str(e)) from None
 
 
 def _peers(key, v):
@@ -357,6 +370,9 @@ _KEYS = {
     "clustersync_peers": ("clustersyncPeers", _strList),
     "legacy_heartbeat_limit": ("legacyHeartbeatLimit", _nonNegativeInt),
     "digest_interval": ("digestInterval", _nonNegative),
+    "peers_dns": ("peersDns", _dnsNames),
+    "peers_dns_interval": ("peersDnsInterval", _positive(float)),
+    "dns_servers": ("dnsServers", _peers),
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),

@@ -124,6 +124,19 @@ class PeerDialService(Service):
         if self.running:
             self._dial(address)
 
+    def removePeer(self, address: str) -> None:
+        """
+        Stop dialing C{address} (a peer that vanished from DNS): its factory
+        no longer retries; a link to it stays up until it closes.
+        """
+        if address in self.peers:
+            self.peers.remove(address)
+        for factory in [f for f in self.factories if f.address == address]:
+            factory.stopTrying()
+            self.factories.remove(factory)
+            if factory in self.node.outboundFactories:
+                self.node.outboundFactories.remove(factory)
+
     def _dial(self, address: str) -> None:
         host, _, port = address.rpartition(":")
         host = host.strip("[]")
@@ -193,9 +206,13 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
         "sessions, above that TCP keepalive and TCP_USER_TIMEOUT ({bound:g}s) alone",
         extensions=config.extensions, limit=config.legacyHeartbeatLimit,
         bound=config.deadPeerTimeout)
-    PeerDialService(
-        reactor, node, list(config.peers) + node.security.plainDialAddresses()
-    ).setServiceParent(top)
+    dialer = PeerDialService(reactor, node, list(config.peers) + node.security.plainDialAddresses())
+    dialer.setServiceParent(top)
+    if config.peersDns:
+        from clustersync.app.discovery import DnsDiscoveryService, makeResolver
+
+        DnsDiscoveryService(reactor, dialer, config.peersDns, config.peersDnsInterval,
+                            makeResolver(reactor, config.dnsServers)).setServiceParent(top)
     for extension in loadExtensions(config.pluginDirs):
         service = extension.makeService(node, config, reactor)
         if service is not None:

@@ -61,6 +61,14 @@ class Options(usage.Options):
         self["web-host"] = []
         self["backplane"] = []
         self["clustersync-peer"] = []
+        self["peers-dns"] = []
+
+    def opt_peers_dns(self, entry: str) -> None:
+        """
+        Peers found by DNS, re-resolved every peers_dns_interval: NAME:PORT
+        (A and AAAA records) or srv:NAME (SRV records); repeatable.
+        """
+        self["peers-dns"].append(entry)
 
     def opt_clustersync_peer(self, serverId: str) -> None:
         """
@@ -120,6 +128,7 @@ class Options(usage.Options):
             "receipts": self["receipts"],
             "extensions": self["extensions"],
             "clustersync_peers": self["clustersync-peer"] or None,
+            "peers_dns": self["peers-dns"] or None,
             "web_token_file": self["web-token-file"],
             "web_client_ca": self["web-client-ca"],
             "web_insecure": True if self["web-insecure"] else None,
@@ -140,7 +149,8 @@ class Options(usage.Options):
             if overrides.get(e.key) is not None:
                 option = {"peers": "peer", "plugin_dirs": "plugin-dir",
                           "web_hosts": "web-host",
-                          "clustersync_peers": "clustersync-peer"}.get(
+                          "clustersync_peers": "clustersync-peer",
+                          "peers_dns": "peers-dns"}.get(
                     e.key, e.key.replace("_", "-"))
                 raise usage.UsageError(f"--{option}: {e}") from None
             raise usage.UsageError(str(e)) from None
