@@ -16,6 +16,7 @@ __all__ = [
     "UnknownSession",
     "AmbiguousSession",
     "DuplicateSession",
+    "NodeDraining",
     "PeerUnavailable",
     "StateLimitError",
     "ConfigError",
@@ -48,6 +49,10 @@ class AmbiguousSession(ClusterError):
 
 class DuplicateSession(ClusterError):
     """A local session with that sessionId already exists."""
+
+
+class NodeDraining(ClusterError):
+    """This node is leaving the cluster (a drain): it takes no new sessions."""
 
 
 class PeerUnavailable(ClusterError):

@@ -229,6 +229,18 @@ class ICluster(Interface):
             the cluster, local ones included; never fails.
         """
 
+    def drain(reason="shutting down", timeout=None):
+        """
+        Leave the cluster on purpose: take no new local sessions, tell
+        clustersync peers this node is leaving (they show it as I{left},
+        not I{failed}), send existing servers CLIENT_DISCONNECTED for each
+        local session, wait up to C{timeout} seconds (default
+        C{drain_timeout}) for peers to acknowledge, then close every link.
+
+        @return: a L{Deferred} firing with C{None} once every link is
+            closed; never fails.
+        """
+
     def clientConnected(sessionId, clienteId, usuario, ip=None, canales=()):
         """
         A client authenticated here: record the session and send
@@ -237,7 +249,9 @@ class ICluster(Interface):
         @return: a L{Deferred} firing with the new
             L{clustersync.wire.codec.SessionInfo}; failing with
             L{DuplicateSession} if C{sessionId} is already a local session,
-            with L{clustersync.state.cluster.StateLimitError} over a limit, with
+            with L{clustersync.errors.NodeDraining} once the node is leaving
+            the cluster (L{drain}), with
+            L{clustersync.state.cluster.StateLimitError} over a limit, with
             C{TypeError}/C{ValueError} for a value the wire cannot carry
             (ids must be 64-bit C{int}s; C{sessionId}, C{usuario} C{str}s;
             C{ip} a C{str} or C{None}).

@@ -535,6 +535,33 @@ class InteropTests(unittest.TestCase):
         self.assertEqual(link.pingsSent, 0)
 
     @inlineCallbacks
+    def test_drainSaysGoodbye(self):
+        """
+        A draining node sends an existing server a CLIENT_DISCONNECTED for
+        each of its sessions and no X_LEAVING, then closes the link; it
+        takes no new session meanwhile (L{NodeDraining}).
+        """
+        from clustersync.errors import NodeDraining
+
+        yield self.startNode()
+        yield self.legacyDialsIn()
+        legacy = self.legacy
+        d = self.node.drain("maintenance", timeout=2.0)
+        yield self.assertFailure(self.node.clientConnected("late", 9, "tarde"), NodeDraining)
+
+        def readUntilClosed():
+            """The node's last message, then the close (in a thread)."""
+            goodbye = legacy.read("CLIENT_DISCONNECTED")
+            legacy.waitClosed()
+            return goodbye
+
+        goodbye = yield deferToThread(readUntilClosed)
+        yield d
+        self.assertEqual(goodbye["payload"], {"sessionId": "n1", "clienteId": 5})
+        self.assertEqual([line for line in legacy.rawLines if b'"X_' in line], [])
+        self.assertIsNone(self.node.linkFor("srv-legacy"))
+
+    @inlineCallbacks
     def test_legacyKeepsNewerLink(self):
         """
         An existing server keeps the newer of two links and closes the older

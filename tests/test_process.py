@@ -46,8 +46,8 @@ class _NodeProcess(ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
-def spawnNode(testCase, serverId: str, port: int, peers, seed: str) -> _NodeProcess:
-    """Start C{twistd -n clustersync} with the seed plugin dir."""
+def spawnNode(testCase, serverId: str, port: int, peers, seed: str, extra=()) -> _NodeProcess:
+    """Start C{twistd -n clustersync} with the seed plugin dir (and C{extra} options)."""
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
     proto = _NodeProcess()
     env = dict(os.environ, CLUSTERSYNC_SEED=seed)
@@ -56,6 +56,7 @@ def spawnNode(testCase, serverId: str, port: int, peers, seed: str) -> _NodeProc
             "--clients", "none", "--web", "none", "--plugin-dir", SEEDS]
     for p in peers:
         args += ["--peer", p]
+    args += list(extra)
     transport = reactor.spawnProcess(proto, twistd, args, env=env, path=os.getcwd())
     proto.transport = transport
 
@@ -115,3 +116,64 @@ class KillNineTests(unittest.TestCase):
             lambda: cSessions(a) == {"c3"} and cSessions(b) == {"c3"},
             timeout=40, what="C re-synced after restart")
         self.assertEqual(a.state.session("srv-c", "c3").canales, {7})
+
+
+class _Reasons:
+    """An L{IClusterListener} keeping the reason of every peer lost."""
+
+    def __init__(self) -> None:
+        self.lost: list[tuple[str, str]] = []
+
+    def peerConnected(self, peer) -> None:
+        """Nothing to keep."""
+
+    def peerDisconnected(self, peer, reason) -> None:
+        """Keep C{(serverId, reason)}."""
+        self.lost.append((peer.serverId, str(reason)))
+
+    def sessionAdded(self, session) -> None:
+        """Nothing to keep."""
+
+    sessionRemoved = sessionAdded
+
+    def membershipChanged(self, session, canalId, joined) -> None:
+        """Nothing to keep."""
+
+
+class DrainTests(unittest.TestCase):
+    """C{kill -TERM} of a real node process: a planned leave."""
+
+    timeout = 60
+
+    @inlineCallbacks
+    def test_sigtermLeaves(self):
+        """
+        A (in-process) dials C (a twistd process, clustersync peers on plain
+        links).  On SIGTERM C tells A it is leaving and exits 0; A records
+        the loss as "left", counts it, drops C's sessions, and redials C
+        only at the slow pace (its factory's delay is the maximum).
+        """
+        cond = Conditions(reactor)
+        sa, a, portA, _ = yield startNode(self, reactor, "srv-a", conditions=cond,
+                                          reconnectMaxDelay=20.0)
+        reasons = _Reasons()
+        a.addListener(reasons)
+        a.clientConnected("a1", 1, "uno")
+        portC = freePort()
+        sa.getServiceNamed("peer-dial").addPeer(f"127.0.0.1:{portC}")
+        c = spawnNode(self, "srv-c", portC, [], "c1:7:luis:5", ["--extensions", "all"])
+        yield cond.waitUntil(lambda: a.state.session("srv-c", "c1") is not None,
+                             timeout=30, what="C's session on A")
+        c.transport.signalProcess(signal.SIGTERM)
+        code = yield c.ended
+        self.assertEqual(code, 0, b"".join(c.output).decode(errors="replace")[-2000:])
+        yield cond.waitUntil(lambda: a.linkFor("srv-c") is None, what="C gone")
+        self.assertEqual(reasons.lost[0][0], "srv-c")
+        self.assertTrue(reasons.lost[0][1].startswith("left:"), reasons.lost)
+        self.assertEqual(a.metrics.liveness["peer_left"], 1)
+        self.assertEqual(a.metrics.linksClosed["dead_peer"], 0)
+        self.assertIsNone(a.state.session("srv-c", "c1"))
+        self.assertIsNotNone(a.state.session("srv-a", "a1"))
+        [factory] = [f for f in a.outboundFactories if f.address == f"127.0.0.1:{portC}"]
+        self.assertEqual(factory.delay, factory.maxDelay)
+        self.assertIn(b"draining", b"".join(c.output))

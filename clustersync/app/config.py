@@ -87,15 +87,14 @@ class NodeConfig:
     #: serverIds known to be clustersync nodes whatever their link (plain
     #: TCP peers of an all-clustersync cluster, say).
     clustersyncPeers: list[str] = attrs.field(factory=list)
-    #: The idle SYNC_STATE heartbeat to existing servers is sent only while
-    #: this node has at most this many local sessions; above it they are
-    #: watched by TCP keepalive and TCP_USER_TIMEOUT alone.
+    #: The SYNC_STATE heartbeat to existing servers only up to this many local sessions.
     legacyHeartbeatLimit: int = 5000
+    #: Seconds a drain waits for peers to acknowledge before closing links.
+    drainTimeout: float = 5.0
     #: Seconds between session digests exchanged with clustersync peers
     #: (anti-entropy); 0 turns them off.
     digestInterval: float = 30.0
-    #: Peers found by DNS (L{clustersync.app.discovery}): C{NAME:PORT} or
-    #: C{srv:NAME}, resolved every C{peersDnsInterval} s with C{dnsServers}.
+    #: Peers found by DNS: C{NAME:PORT} or C{srv:NAME} (L{clustersync.app.discovery}).
     peersDns: list[str] = attrs.field(factory=list)
     peersDnsInterval: float = 10.0
     dnsServers: list[str] = attrs.field(factory=list)
@@ -370,6 +369,7 @@ _KEYS = {
     "clustersync_peers": ("clustersyncPeers", _strList),
     "legacy_heartbeat_limit": ("legacyHeartbeatLimit", _nonNegativeInt),
     "digest_interval": ("digestInterval", _nonNegative),
+    "drain_timeout": ("drainTimeout", _positive(float)),
     "peers_dns": ("peersDns", _dnsNames),
     "peers_dns_interval": ("peersDnsInterval", _positive(float)),
     "dns_servers": ("dnsServers", _peers),

@@ -5,6 +5,8 @@ one L{MultiService}.
 
 from __future__ import annotations
 
+import signal
+
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -38,12 +40,26 @@ class NodeService(Service):
 
     def stopService(self) -> Deferred:
         """
-        Close every peer link.
+        Leave the cluster on purpose (L{ClusterNode.drain}: peers told,
+        outbound flushed within C{drain_timeout}), closing every peer link.
 
         @return: a L{Deferred} firing once every link is closed.
         """
         Service.stopService(self)
-        return self.node.closeAllLinks("shutting down")
+        d = self.node.drain("shutting down")
+        d.addCallback(self._drained)
+        return d
+
+    def _drained(self, _) -> None:
+        """
+        A SIGTERM stop that drained is a clean exit: twistd would otherwise
+        re-raise the signal once the reactor stops (its exit-signal
+        capture, C{reactor._exitSignal}), and the process would end by
+        SIGTERM rather than with status 0.
+        """
+        reactor = self.node.clock
+        if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+            reactor._exitSignal = None
 
 
 class PeerListenService(Service):

@@ -1,5 +1,5 @@
 """
-C{clustersync-admin peers|sessions|channels}: read a node's JSON API (see
+C{clustersync-admin peers|sessions|channels|drain}: read a node's JSON API (see
 C{docs/operations.md}) and print human-readable tables, or the JSON itself
 with C{--json}.
 
@@ -56,10 +56,11 @@ def _auth(args) -> tuple[dict, ssl.SSLContext | None]:
 
 
 def fetch(url: str, path: str, query: dict | None = None, timeout: float = 10.0,
-          args=None) -> dict:
+          args=None, post: bool = False) -> dict:
     """
-    GET C{path} of the node's web interface at C{url} and decode its JSON
-    (authenticating as C{args} says, see L{_auth}).
+    GET (or, with C{post}, POST) C{path} of the node's web interface at
+    C{url} and decode its JSON (authenticating as C{args} says, see
+    L{_auth}).
 
     @raise AdminError: the node is unreachable or answered an error.
     """
@@ -67,8 +68,12 @@ def fetch(url: str, path: str, query: dict | None = None, timeout: float = 10.0,
     if query:
         target += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
     headers, context = _auth(args)
+    if post:
+        # A header a cross-site form cannot send (see docs/security.md).
+        headers["X-Clustersync-Admin"] = "1"
     try:
-        request = urllib.request.Request(target, headers=headers)
+        request = urllib.request.Request(target, headers=headers, data=b"" if post else None,
+                                         method="POST" if post else "GET")
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
@@ -190,14 +195,31 @@ def runChannels(args) -> int:
     return _emit(args, doc, table)
 
 
+def setupDrain(parser) -> None:
+    """Arguments of C{drain}."""
+    _common(parser)
+
+
+def runDrain(args) -> int:
+    """
+    Make the node leave the cluster on purpose and stop (exit 0): no new
+    logins, peers told, outbound flushed within drain_timeout.
+    """
+    doc = fetch(args.url, "/api/drain", args=args, post=True, timeout=60.0)
+    return _emit(args, doc, f"node {doc['serverId']}: drained, {doc['peers']} peers told; "
+                            "stopping")
+
+
 def register(registerCommand) -> None:
-    """Register C{peers}, C{sessions} and C{channels} with C{registerCommand}."""
+    """Register C{peers}, C{sessions}, C{channels} and C{drain} with C{registerCommand}."""
     registerCommand("peers", "list the node's peers (up and down) from its JSON API",
                     setupPeers, _guard(runPeers))
     registerCommand("sessions", "list the cluster's sessions from the node's JSON API",
                     setupSessions, _guard(runSessions))
     registerCommand("channels", "list the channels and their members from the node's JSON API",
                     setupChannels, _guard(runChannels))
+    registerCommand("drain", "make the node leave the cluster gracefully and stop",
+                    setupDrain, _guard(runDrain))
 
 
 def _registerWithAdmin() -> None:

@@ -12,7 +12,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from clustersync.cluster.listeners import Listeners
 from clustersync.cluster.sending import Sending
 from clustersync.cluster.values import wireInt, wireStr
-from clustersync.errors import DuplicateSession, UnknownSession
+from clustersync.errors import DuplicateSession, NodeDraining, UnknownSession
 from clustersync.state.cluster import ClusterState, StateLimitError
 from clustersync.wire.codec import (
     ChannelMembership,
@@ -28,7 +28,13 @@ __all__ = ["LocalSessions"]
 
 
 class LocalSessions:
-    """The lifecycle of the sessions of server C{serverId} (this node)."""
+    """
+    The lifecycle of the sessions of server C{serverId} (this node).
+
+    @ivar draining: the node is leaving the cluster: no new sessions.
+    """
+
+    draining = False
 
     def __init__(self, serverId: str, state: ClusterState, sending: Sending,
                  listeners: Listeners) -> None:
@@ -40,6 +46,8 @@ class LocalSessions:
     def clientConnected(self, sessionId: str, clienteId: int, usuario: str,
                         ip: str | None = None, canales=()) -> Deferred:
         """See L{ICluster.clientConnected}."""
+        if self.draining:
+            return fail(NodeDraining("this node is leaving the cluster: connect to another"))
         try:
             session = SessionInfo(
                 wireStr("sessionId", sessionId), wireInt("clienteId", clienteId),

@@ -270,11 +270,49 @@ class ClusterNode:
             reason=reason,
             count=len(changes),
         )
+        leaving = getattr(link, "peerLeaving", None)
+        if leaving is not None:
+            reason = f"left: {leaving}"
         self.listeners.notifyChanges(changes)
         self.listeners.notify("peerDisconnected", peerInfo(link), reason)
         for factory in self.outboundFactories:
             if factory.peerServerId == peer:
-                factory.wake()
+                if leaving is not None:
+                    factory.peerLeft()
+                else:
+                    factory.wake()
+
+    @property
+    def draining(self) -> bool:
+        """Whether this node is leaving the cluster (L{drain}): no new local sessions."""
+        return self.localSessions.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.localSessions.draining = value
+
+    def peerLeaving(self, link) -> None:
+        """C{link}'s peer said it is stopping on purpose (X_LEAVING)."""
+        self.metrics.liveness["peer_left"] += 1
+        self._log.info("{peer} is leaving ({reason})", peer=link.serverId,
+                       reason=link.peerLeaving)
+
+    def drain(self, reason: str = "shutting down", timeout: float | None = None) -> Deferred:
+        """
+        Leave the cluster on purpose (L{clustersync.cluster.drain}): no new
+        local sessions from now on (L{ICluster.clientConnected} fails with
+        L{NodeDraining}), peers told, links closed.
+
+        @param timeout: seconds to wait for peers to acknowledge; default
+            C{drain_timeout}.
+        @return: a L{Deferred} firing with C{None} once every link is
+            closed; never fails.
+        """
+        from clustersync.cluster.drain import drainNode
+
+        if timeout is None:
+            timeout = self.config.drainTimeout
+        return drainNode(self, reason, timeout)
 
     def closeAllLinks(self, reason: str) -> Deferred:
         """

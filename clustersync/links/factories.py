@@ -114,6 +114,14 @@ class PeerClientFactory(ReconnectingClientFactory):
 
         self._callID = self.clock.callLater(delay, reconnector)
 
+    def peerLeft(self) -> None:
+        """
+        The peer left on purpose (X_LEAVING): redial it only every
+        C{maxDelay} until it comes back, not at the fast pace of a failure.
+        """
+        self.standby = False
+        self.delay = self.maxDelay
+
     def wake(self) -> None:
         """
         Leave standby and redial soon (the link that made us stand by is

@@ -130,10 +130,12 @@ def healthDocument(web, sessions) -> dict:
     """
     C{/api/health}: C{"ok"} when every peer this node has seen is linked,
     C{"degraded"} when some is down or the backplane is (the node itself
-    still serves).
+    still serves).  A peer that left on purpose (a drain) is listed in
+    C{peersLeft} and does not make the node degraded.
     """
     peers = web.tracker.peerList()
-    down = [p["serverId"] for p in peers if p["state"] != "up"]
+    left = [p["serverId"] for p in peers if p["state"] == "left"]
+    down = [p["serverId"] for p in peers if p["state"] not in ("up", "left")]
     counts = _sessionCounts(web.node, sessions)
     now = web.clock.seconds()
     document = {
@@ -141,8 +143,9 @@ def healthDocument(web, sessions) -> dict:
         "serverId": web.node.serverId,
         "time": now,
         "uptime": now - web.tracker.started,
-        "peersUp": len(peers) - len(down),
+        "peersUp": len(peers) - len(down) - len(left),
         "peersDown": down,
+        "peersLeft": left,
         "sessions": {"local": counts["local"], "remote": counts["remote"]},
     }
     # A node on the NATS backplane: its connection's state; down is degraded.
@@ -289,6 +292,39 @@ class _Metrics(Resource):
         return generate_latest(self.web.registry)
 
 
+class _Drain(Resource):
+    """
+    C{POST /api/drain}: the node leaves the cluster (L{ICluster.drain}),
+    answers C{{"serverId", "peers"}} once its links are closed, then stops
+    the process.  It requires the C{X-Clustersync-Admin} header, which a
+    cross-site form cannot send.
+    """
+
+    isLeaf = True
+
+    def __init__(self, web) -> None:
+        super().__init__()
+        self.web = web
+
+    def render_POST(self, request):
+        """Drain, answer, stop."""
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        if not request.getHeader(b"x-clustersync-admin"):
+            request.setResponseCode(403)
+            return _jsonBytes({"error": "POST /api/drain needs the X-Clustersync-Admin header"})
+        node = self.web.node
+        told = sum(p["state"] == "up" for p in self.web.tracker.peerList())
+        d = node.drain("clustersync-admin drain")
+
+        def done(_):
+            request.write(_jsonBytes({"serverId": node.serverId, "peers": told}))
+            request.finish()
+            self.web.reactor.callLater(0.1, self.web.stopProcess)
+
+        d.addCallback(done)
+        return NOT_DONE_YET
+
+
 class WebRoot(Resource):
     """
     The resource tree::
@@ -298,6 +334,7 @@ class WebRoot(Resource):
         /metrics        Prometheus text format
         /api/peers /api/sessions /api/channels /api/health /api/status
         /api/events     the recent events ring buffer
+        /api/drain      POST: leave the cluster and stop
     """
 
     def __init__(self, web) -> None:
@@ -315,6 +352,7 @@ class WebRoot(Resource):
         api.putChild(b"channels", _JSON(web, _withSessions(web, channelsDocument)))
         api.putChild(b"health", _JSON(web, _withSessions(web, healthDocument)))
         api.putChild(b"status", _JSON(web, _withSessions(web, statusDocument)))
+        api.putChild(b"drain", _Drain(web))
         api.putChild(b"events", _JSON(web, lambda request: {
             "serverId": web.node.serverId,
             "events": web.tracker.recentEvents(_intArg(request, "limit", 0) or None),

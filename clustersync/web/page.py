@@ -47,7 +47,7 @@ STATUS_PAGE = b"""<!DOCTYPE html>
            vertical-align:top; }
   th { color:var(--muted); font-weight:500; font-size:.85rem; }
   .state { font-weight:600; }
-  .state.up { color:var(--up); } .state.down { color:var(--down); } .state.self { color:var(--accent); }
+  .state.up { color:var(--up); } .state.down { color:var(--down); } .state.left { color:var(--muted); } .state.self { color:var(--accent); }
   .muted { color:var(--muted); }
   .empty { color:var(--muted); font-style:italic; padding:.5rem 0; }
   ol.events { list-style:none; margin:0; padding:0; max-height:24rem; overflow:auto; }

@@ -100,6 +100,9 @@ class WebService(Service):
         self._changed: set = set()
         self._flush = None
         self._keepalive = None
+        #: Called once C{POST /api/drain} drained the node: stops the
+        #: process (the reactor) by default.
+        self.stopProcess = getattr(reactor, "stop", lambda: None)
 
     def whenListening(self) -> Deferred:
         """

@@ -49,7 +49,8 @@ class StatusTracker:
     Listens to one node and remembers what an operator wants to see.
 
     @ivar peers: serverId -> the peer's record (see L{peerRecord}); a peer
-        whose link was lost stays listed as C{"down"} since that moment.
+        whose link was lost stays listed as C{"down"} (or C{"left"}, when
+        it said it was leaving) since that moment.
     @ivar peerEvents: the most recent peer events (links up and down),
         oldest first: a bounded L{deque} of dicts with C{time}, C{seq} (an
         increasing number), C{kind} and details, kept apart so that a burst
@@ -141,7 +142,9 @@ class StatusTracker:
 
     def peerDisconnected(self, peer, reason) -> None:
         """A peer link was lost: the peer is down since now."""
-        self.peers[peer.serverId] = peerRecord(peer, "down", self.clock.seconds(), str(reason))
+        # A peer that said it was leaving (X_LEAVING) is "left", not failed.
+        state = "left" if str(reason).startswith("left:") else "down"
+        self.peers[peer.serverId] = peerRecord(peer, state, self.clock.seconds(), str(reason))
         self._record("peer", {
             "kind": "peerDisconnected", "serverId": peer.serverId, "reason": str(reason),
         })

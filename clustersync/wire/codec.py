@@ -41,6 +41,7 @@ from clustersync.wire.messages import (
     SessionMessage,
     SyncState,
     XDigest,
+    XLeaving,
     XPing,
     XPong,
     XReceived,
@@ -57,6 +58,7 @@ from clustersync.wire.messages import (  # noqa: F401
     SessionMessagePayload,
     SyncStatePayload,
     XDigestPayload,
+    XLeavingPayload,
     XPingPayload,
     XReceivedPayload,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "XPing",
     "XPong",
     "XDigest",
+    "XLeaving",
     "EXTENSION_TYPES",
     "decode",
     "decodeLines",

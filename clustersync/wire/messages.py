@@ -43,6 +43,8 @@ __all__ = [
     "XPong",
     "XDigestPayload",
     "XDigest",
+    "XLeavingPayload",
+    "XLeaving",
     "EXTENSION_TYPES",
 ]
 
@@ -325,10 +327,28 @@ class XDigest(Struct, tag_field="type", tag="X_DIGEST", gc=False):
     payload: XDigestPayload
 
 
+class XLeavingPayload(Struct, gc=False):
+    """Payload of X_LEAVING: why the sender leaves (for the peer's logs)."""
+
+    reason: Name
+
+
+class XLeaving(Struct, tag_field="type", tag="X_LEAVING", gc=False):
+    """
+    X_LEAVING (extension, link-level): the sender is stopping on purpose
+    (a drain); its peers mark it I{left}, not I{failed}, and redial it only
+    slowly until it comes back.
+    """
+
+    origin: Ident
+    payload: XLeavingPayload
+
+
 #: wire type name -> class, for every extension message type.
 EXTENSION_TYPES: Final[dict[str, type]] = {
     "X_RECEIVED": XReceived,
     "X_PING": XPing,
     "X_PONG": XPong,
     "X_DIGEST": XDigest,
+    "X_LEAVING": XLeaving,
 }
