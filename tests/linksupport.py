@@ -31,6 +31,7 @@ __all__ = [
 def makeNode(serverId: str = "srv-b", clock: Clock | None = None, **settings) -> ClusterNode:
     """A L{ClusterNode} with the built-in handlers, on a L{Clock}."""
     settings.setdefault("openLinks", True)
+    settings.setdefault("gossip", False)  # tests/test_gossip.py turns it on
     config = NodeConfig(serverId=serverId, listen=None, clients=None, **settings)
     return ClusterNode(config, clock if clock is not None else Clock(), BUILTIN_HANDLERS)
 

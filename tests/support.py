@@ -151,6 +151,8 @@ def startNode(testCase, reactor, serverId: str, peers=(), conditions=None, **set
     # ...and every peer is a clustersync node: application receipts on all
     # links (an interop test with an existing server passes receipts="tls").
     settings.setdefault("receipts", "all")
+    # ...linked as the test says (gossip would dial around a test's proxy).
+    settings.setdefault("gossip", False)
     settings.setdefault("web", None)
     config = NodeConfig(serverId=serverId, peers=list(peers), **settings)
     service = makeNodeService(config, reactor)

@@ -514,11 +514,11 @@ class InteropTests(unittest.TestCase):
         An existing server never receives an extension message: with a
         0.6 s dead-peer bound and a 0.1 s digest interval the node's
         liveness check runs many times on the idle link, X_PING and X_DIGEST
-        would be due, yet what the legacy peer reads is the spec's
+        would be due, gossip is on (X_PEERS), yet what the legacy peer reads is the spec's
         SYNC_STATE heartbeat only (each line strictly parsed), and the
         link is an existing server's on the node's side.
         """
-        yield self.startNode(deadPeerTimeout=0.6, digestInterval=0.1)
+        yield self.startNode(deadPeerTimeout=0.6, digestInterval=0.1, gossip=True)
         yield self.legacyDialsIn()
         link = self.node.linkFor("srv-legacy")
         self.assertEqual((link.kind, link.receipts), ("existing", False))

@@ -74,34 +74,31 @@ class NodeConfig:
     #: API sends fire only once the peer's TCP stack acknowledged the line
     #: (plain TCP links); a link lost before that fails them.
     confirmSends: bool = True
-    #: Which peers get application receipts (X_RECEIVED, an extension
-    #: message) and confirm sends with them: C{"tls"} (peers on TLS links,
-    #: which are clustersync nodes), C{"all"} (every peer: an
-    #: all-clustersync cluster) or C{"none"}.
+    #: Application receipts (X_RECEIVED) on links to clustersync nodes:
+    #: C{"tls"}, C{"all"} (also: every peer is one) or C{"none"}.
     receipts: str = "tls"
-    #: Which peers are known to be clustersync nodes, and so get extension
-    #: messages (X_PING, X_DIGEST, receipts): C{"tls"} (peers on TLS links;
-    #: existing servers have no TLS), C{"all"} or C{"none"}; plus the
-    #: serverIds of L{clustersyncPeers}.
+    #: Which peers are clustersync nodes (extension messages): C{"tls"},
+    #: C{"all"} or C{"none"}, plus the serverIds of L{clustersyncPeers}.
     extensions: str = "tls"
-    #: serverIds known to be clustersync nodes whatever their link (plain
-    #: TCP peers of an all-clustersync cluster, say).
     clustersyncPeers: list[str] = attrs.field(factory=list)
     #: The SYNC_STATE heartbeat to existing servers only up to this many local sessions.
     legacyHeartbeatLimit: int = 5000
     #: Seconds a drain waits for peers to acknowledge before closing links.
     drainTimeout: float = 5.0
-    #: Seconds between session digests exchanged with clustersync peers
-    #: (anti-entropy); 0 turns them off.
+    #: Seconds between anti-entropy digests with clustersync peers; 0: none.
     digestInterval: float = 30.0
     #: Peers found by DNS: C{NAME:PORT} or C{srv:NAME} (L{clustersync.app.discovery}).
     peersDns: list[str] = attrs.field(factory=list)
     peersDnsInterval: float = 10.0
+    #: Gossip (X_PEERS): join through one seed; C{advertise}: the address to
+    #: dial this node at (C{None}: its listening address).
+    gossip: bool = True
+    advertise: str | None = None
+    gossipForgetAfter: float = 300.0
     dnsServers: list[str] = attrs.field(factory=list)
     #: Longest chat-client request line (bytes); longer closes the client.
     clientMaxLine: int = 65536
-    #: Chat-client requests per second (sustained) and burst before a
-    #: flooding client is closed.
+    #: Chat-client requests per second (sustained) and burst before closing.
     clientRate: float = 20.0
     clientBurst: int = 100
     #: Bytes that may queue for a chat client that stopped reading before
@@ -373,6 +370,9 @@ _KEYS = {
     "peers_dns": ("peersDns", _dnsNames),
     "peers_dns_interval": ("peersDnsInterval", _positive(float)),
     "dns_servers": ("dnsServers", _peers),
+    "gossip": ("gossip", _bool),
+    "advertise": ("advertise", lambda key, v: _peers(key, v)[0] if v else None),
+    "gossip_forget_after": ("gossipForgetAfter", _positive(float)),
     "client_max_line": ("clientMaxLine", _positive(int)),
     "client_rate": ("clientRate", _positive(float)),
     "client_burst": ("clientBurst", _positive(int)),

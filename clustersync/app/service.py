@@ -6,6 +6,7 @@ one L{MultiService}.
 from __future__ import annotations
 
 import signal
+import socket
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
@@ -46,6 +47,7 @@ class NodeService(Service):
         @return: a L{Deferred} firing once every link is closed.
         """
         Service.stopService(self)
+        self.node.gossip.stop()
         d = self.node.drain("shutting down")
         d.addCallback(self._drained)
         return d
@@ -71,7 +73,13 @@ class PeerListenService(Service):
     name = "peer-listen"
     _log = Logger()
 
-    def __init__(self, reactor, description: str, factory, security=None) -> None:
+    def __init__(self, reactor, description: str, factory, security=None,
+                 node=None) -> None:
+        """
+        @param node: the L{ClusterNode} whose gossip advertises this port
+            (unless C{advertise} is set), or C{None}.
+        """
+        self.node = node
         self.reactor = reactor
         self.description = description
         self.factory = factory
@@ -98,6 +106,8 @@ class PeerListenService(Service):
         def listening(port):
             self.port = port
             self._log.info("peer links on {address}", address=port.getHost())
+            if self.node is not None and self.node.gossip.advertise is None:
+                self.node.gossip.advertise = advertiseAddress(port.getHost())
             self._listening.succeed(port)
 
         def failed(f):
@@ -112,6 +122,17 @@ class PeerListenService(Service):
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()
+
+
+def advertiseAddress(host) -> str:
+    """
+    The C{host:port} other nodes should dial for a listening address: the
+    address itself, or this host's name when it listens on every interface.
+    """
+    address = host.host
+    if address in ("0.0.0.0", "::", ""):
+        address = socket.getfqdn()
+    return f"[{address}]:{host.port}" if ":" in address else f"{address}:{host.port}"
 
 
 class PeerDialService(Service):
@@ -135,7 +156,9 @@ class PeerDialService(Service):
             self._dial(address)
 
     def addPeer(self, address: str) -> None:
-        """Dial one more peer (C{host:port}), now if running."""
+        """Dial one more peer (C{host:port}), now if running (once per address)."""
+        if address in self.peers:
+            return
         self.peers.append(address)
         if self.running:
             self._dial(address)
@@ -208,7 +231,7 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
         BackplaneService(node, config, reactor).setServiceParent(top)
     if config.listen:
         PeerListenService(
-            reactor, config.listen, PeerServerFactory(node), node.security
+            reactor, config.listen, PeerServerFactory(node), node.security, node
         ).setServiceParent(top)
     if config.plainListen:
         plain = PeerListenService(reactor, config.plainListen, PeerServerFactory(node))
@@ -224,6 +247,7 @@ def makeNodeService(config: NodeConfig, reactor) -> MultiService:
         bound=config.deadPeerTimeout)
     dialer = PeerDialService(reactor, node, list(config.peers) + node.security.plainDialAddresses())
     dialer.setServiceParent(top)
+    node.gossip.dial, node.gossip.undial = dialer.addPeer, dialer.removePeer
     if config.peersDns:
         from clustersync.app.discovery import DnsDiscoveryService, makeResolver
 

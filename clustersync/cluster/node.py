@@ -24,6 +24,7 @@ from zope.interface import implementer
 from clustersync.cluster.antientropy import AntiEntropy
 from clustersync.cluster.delivery import LocalDelivery
 from clustersync.cluster.dispatch import Dispatcher
+from clustersync.cluster.gossip import Gossip
 from clustersync.cluster.listeners import Listeners
 from clustersync.cluster.localsessions import LocalSessions
 from clustersync.cluster.metrics import Metrics
@@ -101,6 +102,8 @@ class ClusterNode:
         self.antiEntropy = AntiEntropy(self.serverId, clock, config, self.metrics,
                                        self.sending.sendSync)
         self.listeners.digests = self.antiEntropy.digests
+        #: The addresses of the cluster's nodes, told by X_PEERS.
+        self.gossip = Gossip(self)
         #: C{(link, message)}: an X_DIGEST from a clustersync peer.
         self.digestReceived = self.antiEntropy.digestReceived
         self.dispatcher = Dispatcher(self, self.metrics)
@@ -242,6 +245,7 @@ class ClusterNode:
                 address=link.peerAddress,
             )
             self.listeners.notify("peerConnected", peerInfo(link))
+            self.gossip.linkEstablished(link)
             return
         choice = self.links.elect(current, link, self.serverId, self.clock.seconds(),
                                   self.config.deadPeerTimeout)
@@ -249,6 +253,7 @@ class ClusterNode:
             self.links.install(link)
             self.sending.routes.forgetPeer(peer)
             self.sending.sendSync(link)
+            self.gossip.linkEstablished(link)
         self.links.retire(choice)
 
     def linkLost(self, link, reason: str, wasEstablished: bool) -> None:
@@ -262,6 +267,7 @@ class ClusterNode:
         peer = link.serverId
         self.sending.routes.forgetPeer(peer)
         self.antiEntropy.linkLost(link)
+        self.gossip.linkLost(peer)
         self.antiEntropy.digests.drop(peer)
         changes = self.state.dropServer(peer)
         self._log.info(

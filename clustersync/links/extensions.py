@@ -1,6 +1,6 @@
 """
 The link-level extension messages of a link to a clustersync node
-(X_PING, X_PONG, X_DIGEST, X_LEAVING; X_RECEIVED is L{clustersync.links.receipts}'s):
+(X_PING, X_PONG, X_DIGEST, X_LEAVING, X_PEERS; X_RECEIVED is L{clustersync.links.receipts}'s):
 sending them only when the peer is known to be one
 (L{clustersync.links.kinds.peerKind}), and handing them on when they
 arrive.
@@ -9,13 +9,13 @@ arrive.
 from __future__ import annotations
 
 from clustersync.links.handshake import LinkState
-from clustersync.wire.codec import XDigest, XLeaving, XPing, XPong
+from clustersync.wire.codec import XDigest, XLeaving, XPeers, XPing, XPong
 
 __all__ = ["ExtensionsMixin", "LINK_MESSAGES"]
 
 #: The extension messages other than X_RECEIVED: link-level, handled by
 #: L{ExtensionsMixin.extensionReceived}, never dispatched.
-LINK_MESSAGES = frozenset({XPing, XPong, XDigest, XLeaving})
+LINK_MESSAGES = frozenset({XPing, XPong, XDigest, XLeaving, XPeers})
 
 
 class ExtensionsMixin:
@@ -81,6 +81,8 @@ class ExtensionsMixin:
             if not self._liveness.pongReceived(message):
                 self.node.reject(self, "bogus_pong",
                                  f"X_PONG {message.payload.n} answers no X_PING sent")
+        elif cls is XPeers:
+            self.node.gossip.peersReceived(self, message)
         elif cls is XLeaving:
             self.peerLeaving = message.payload.reason or "leaving"
             self.node.peerLeaving(self)

@@ -210,6 +210,20 @@ class LinkSecurity:
         """The C{host:port} of every plain peer to dial."""
         return [p.address for p in self.plainPeers if p.address]
 
+    def mayDial(self, serverId: str, address: str) -> bool:
+        """
+        Whether this node may dial C{serverId} at C{address} on another
+        node's word (gossip): only where it would accept that server from
+        (TLS checks the certificate; plain needs the allow-list entry; a
+        closed node dials nobody).
+        """
+        if self.mode in (TLS, OPEN):
+            return True
+        if self.mode == ALLOW_LIST:
+            host = _normalHost(address.rpartition(":")[0].strip("[]"))
+            return host in self._plainIds.get(serverId, ())
+        return False
+
     def dialsPlain(self, address: str) -> bool:
         """Whether C{address} is dialed over plain TCP."""
         return self.tls is None or address in self._plainAddresses

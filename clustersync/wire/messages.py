@@ -45,6 +45,9 @@ __all__ = [
     "XDigest",
     "XLeavingPayload",
     "XLeaving",
+    "XPeerAddress",
+    "XPeersPayload",
+    "XPeers",
     "EXTENSION_TYPES",
 ]
 
@@ -344,6 +347,30 @@ class XLeaving(Struct, tag_field="type", tag="X_LEAVING", gc=False):
     payload: XLeavingPayload
 
 
+class XPeerAddress(Struct, gc=False):
+    """One node and the address others should dial it at (its C{advertise})."""
+
+    serverId: Ident
+    address: Annotated[str, Meta(max_length=MAX_ID_LENGTH)]
+
+
+class XPeersPayload(Struct, gc=False):
+    """Payload of X_PEERS: the sender and the nodes it is linked to."""
+
+    peers: Annotated[list[XPeerAddress], Meta(max_length=4096)]
+
+
+class XPeers(Struct, tag_field="type", tag="X_PEERS", gc=False):
+    """
+    X_PEERS (extension, link-level): gossip for joining through one seed.
+    The receiver dials the nodes it is not linked to (where it would accept
+    them from).
+    """
+
+    origin: Ident
+    payload: XPeersPayload
+
+
 #: wire type name -> class, for every extension message type.
 EXTENSION_TYPES: Final[dict[str, type]] = {
     "X_RECEIVED": XReceived,
@@ -351,4 +378,5 @@ EXTENSION_TYPES: Final[dict[str, type]] = {
     "X_PONG": XPong,
     "X_DIGEST": XDigest,
     "X_LEAVING": XLeaving,
+    "X_PEERS": XPeers,
 }

@@ -68,6 +68,8 @@ NODE_SETTINGS = {
     # Every peer is a clustersync node (open plain links): confirm sends
     # with application receipts.
     "receipts": "all",
+    # Links go through the fault proxies only: no gossip dialing around them.
+    "gossip": False,
     "clients": "",
     "web": "",
 }
