@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.task import LoopingCall
 from zope.interface import implementer
 
 from clustersync.app.config import NodeConfig
@@ -194,3 +195,27 @@ def startGatewayMesh(testCase, reactor, names, usersFile: str, conditions):
     yield conditions.waitUntil(
         lambda: all(len(n._links) == len(names) - 1 for n in nodes.values()), what="full mesh")
     return nodes, clientPorts
+
+
+def poll(predicate, timeout: float, what: str, interval: float = 0.05) -> Deferred:
+    """
+    Fire once C{predicate()} is true, checked every C{interval} seconds;
+    fail with L{TimeoutError} naming C{what} after C{timeout} seconds.
+    (For conditions that no cluster event announces, e.g. a counter.)
+    """
+    d = Deferred()
+    from twisted.internet import reactor
+
+    started = reactor.seconds()
+
+    def check():
+        if predicate():
+            loop.stop()
+            d.callback(None)
+        elif reactor.seconds() - started > timeout:
+            loop.stop()
+            d.errback(defer.TimeoutError(f"timed out after {timeout}s waiting for {what}"))
+
+    loop = LoopingCall(check)
+    loop.start(interval, now=True)
+    return d

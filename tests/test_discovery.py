@@ -16,8 +16,7 @@ from twisted.trial import unittest
 from clustersync.app.config import ConfigError, loadConfig
 from clustersync.app.discovery import makeResolver, parseDnsName, resolveAddresses
 
-from tests.chaos.test_fast import poll
-from tests.support import Conditions, startNode
+from tests.support import Conditions, poll, startNode
 
 
 class Zone(ResolverBase):

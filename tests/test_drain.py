@@ -18,8 +18,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from clustersync.cli.adminops import runDrain
 from clustersync.errors import NodeDraining
 
-from tests.chaos.test_fast import poll
-from tests.support import Conditions, linkPorts, startNode
+from tests.support import Conditions, linkPorts, poll, startNode
 
 WEB = "tcp:0:interface=127.0.0.1"
 

@@ -53,6 +53,13 @@ class SeedJoinTests(unittest.TestCase):
         self.assertGreater(sum(n.metrics.liveness["gossip_dialed"] for n in nodes), 0)
 
 
+class SeedLink:
+    """The link of the clustersync peer that tells (what gossip reads of it)."""
+
+    serverId = "srv-a"
+    clustersync = True
+
+
 class ForgetTests(unittest.TestCase):
     """A learned node that never links is forgotten after gossip_forget_after."""
 
@@ -66,13 +73,9 @@ class ForgetTests(unittest.TestCase):
         dialed, undialed = [], []
         node.gossip.dial, node.gossip.undial = dialed.append, undialed.append
 
-        class Link:
-            serverId = "srv-a"
-            clustersync = True
-
         told = XPeers("srv-a", XPeersPayload([XPeerAddress("srv-a", "127.0.0.1:7001"),
                                               XPeerAddress("srv-x", "127.0.0.1:7009")]))
-        node.gossip.peersReceived(Link(), told)
+        node.gossip.peersReceived(SeedLink(), told)
         self.assertEqual(dialed, ["127.0.0.1:7001", "127.0.0.1:7009"])
         clock.pump([10.0] * 3)
         self.assertEqual(undialed, [])
@@ -90,12 +93,8 @@ class ForgetTests(unittest.TestCase):
         dialed = []
         node.gossip.dial = dialed.append
 
-        class Link:
-            serverId = "srv-a"
-            clustersync = True
-
         told = XPeers("srv-a", XPeersPayload([XPeerAddress("srv-a", "127.0.0.1:7001"),
                                               XPeerAddress("srv-x", "127.0.0.1:7009")]))
-        node.gossip.peersReceived(Link(), told)
+        node.gossip.peersReceived(SeedLink(), told)
         self.assertEqual(dialed, ["127.0.0.1:7001"])
         self.assertEqual(node.metrics.rejectedInputs["gossip_refused"], 1)

@@ -13,8 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
-from tests.chaos.test_fast import poll
-from tests.support import Conditions, linkPorts, startNode
+from tests.support import Conditions, linkPorts, poll, startNode
 
 
 class OwnStallTests(unittest.TestCase):

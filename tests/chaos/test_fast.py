@@ -8,7 +8,7 @@ cut of a link whose peer stops reading.  Every wait is bounded.
 from __future__ import annotations
 
 from twisted.internet import reactor, task
-from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -16,32 +16,12 @@ from clustersync.errors import PeerUnavailable
 from clustersync.interfaces import IClusterListener
 
 from tests.chaos.proxy import FaultProxy
-from tests.support import Conditions, linkPorts, startNode
+from tests.support import Conditions, linkPorts, poll, startNode
 
 #: Settings that keep reconnects and handshakes quick in these tests.
 QUICK = dict(reconnectMaxDelay=0.5, handshakeTimeout=1.0, connectTimeout=2.0)
 
 
-def poll(predicate, timeout: float, what: str, interval: float = 0.05) -> Deferred:
-    """
-    Fire once C{predicate()} is true, checked every C{interval} seconds;
-    fail with L{TimeoutError} naming C{what} after C{timeout} seconds.
-    (For conditions that no cluster event announces, e.g. a counter.)
-    """
-    d = Deferred()
-    started = reactor.seconds()
-
-    def check():
-        if predicate():
-            loop.stop()
-            d.callback(None)
-        elif reactor.seconds() - started > timeout:
-            loop.stop()
-            d.errback(TimeoutError(f"timed out after {timeout}s waiting for {what}"))
-
-    loop = task.LoopingCall(check)
-    loop.start(interval, now=True)
-    return d
 
 
 def sessionKeys(node) -> set[tuple[str, str]]:
